@@ -1,0 +1,218 @@
+"""Typed configuration schema (Hydra structured configs).
+
+Each dataclass below is the schema of one config group; the YAML files in ``conf/`` extend these
+schemas, so Hydra rejects unknown keys, wrong types and bad enum values when it composes the
+config, before any work starts. ``register_configs()`` puts the schemas in Hydra's ConfigStore
+under ``base_*`` names that the YAML files name in their ``defaults`` lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Mode(str, Enum):
+    train = "train"
+    evaluate = "evaluate"
+    translate = "translate"
+    predict = "predict"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class ScoreName(str, Enum):
+    """Attention scorings (see :mod:`attnlab.attention.scores`); ``none`` = no attention."""
+
+    none = "none"
+    dot = "dot"
+    scaled_dot = "scaled_dot"
+    general = "general"
+    additive = "additive"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+    linear = "linear"
+    inverse_sqrt = "inverse_sqrt"
+
+
+class Cell(str, Enum):
+    gru = "gru"
+    lstm = "lstm"
+
+
+class NormPosition(str, Enum):
+    pre = "pre"
+    post = "post"
+
+
+class Pool(str, Enum):
+    cls = "cls"
+    mean = "mean"
+
+
+# ----------------------------------------------------------------------------- groups
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # translation | vision
+    models: list[str] = field(default_factory=list)  # the models this task accepts
+    data: list[str] = field(default_factory=list)  # the datasets this task accepts
+
+
+@dataclass
+class AttentionConfig:
+    score: ScoreName = ScoreName.scaled_dot
+    additive_dim: int = 0  # hidden size of the additive (Bahdanau) score; 0 = the key size
+    fused: bool = True  # use torch's fused SDPA kernel when the scoring allows it
+
+
+@dataclass
+class TextDataConfig:
+    name: str = "tatoeba_deen"
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    path: Optional[str] = None  # `files`: folder with train/valid/test.<lang>[.gz]
+    cache_dir: Optional[str] = None  # downloads (default: $ATTNLAB_CACHE or ~/.cache/attnlab)
+    test_split: str = "test"  # multi30k: test_2016_flickr, test_2017_flickr, ...
+    max_train_pairs: int = 0  # 0 = all; a positive number keeps the first N (quick runs, tests)
+    max_eval_sentences: int = 0  # 0 = all; caps valid and test sources (quick runs, tests)
+    vocab_size: int = 8000
+    shared_vocab: bool = True  # one sentencepiece model for both languages
+    tokenizer_type: str = "unigram"  # sentencepiece model type: unigram | bpe
+    max_train_tokens: int = 0  # drop training pairs longer than this many subwords; 0 = keep all
+
+
+@dataclass
+class AugmentConfig:
+    shift: int = 0  # random translation by up to this many pixels (zero fill)
+    hflip: bool = False  # random horizontal flips (not for digits)
+
+
+@dataclass
+class ImageDataConfig:
+    name: str = "digits"
+    path: Optional[str] = None  # image_folder: DIR with train/<class>/* and test/<class>/*
+    cache_dir: Optional[str] = None
+    subset: str = "standard"  # mnist: standard (60k/10k) | test_split (8k/2k of the 10k test set)
+    valid_fraction: float = 0.1
+    max_train: int = 0  # 0 = all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class RNNAttnConfig:
+    name: str = "rnn_attn"
+    cell: Cell = Cell.gru
+    emb_dim: int = 256
+    hidden_dim: int = 512
+    enc_layers: int = 1
+    dec_layers: int = 1
+    bidirectional: bool = True
+    attn_dim: int = 256  # size of the projected keys W_K h_i and queries W_Q s_t
+    dropout: float = 0.2
+    tie_embeddings: bool = True  # output projection shares the target embedding
+
+
+@dataclass
+class TransformerConfig:
+    name: str = "transformer"
+    d_model: int = 256
+    heads: int = 4
+    enc_layers: int = 3
+    dec_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    norm: NormPosition = NormPosition.pre
+    posenc: str = "sinusoidal"
+    share_embeddings: bool = True
+    tie_output: bool = True
+
+
+@dataclass
+class ViTConfig:
+    name: str = "vit"
+    patch_size: int = 2
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    posenc: str = "sincos2d"
+    pool: Pool = Pool.cls
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
+    batch_size: int = 64  # images, or sentences when max_tokens = 0
+    max_tokens: int = 0  # translation: token budget per batch (length-bucketed); 0 = batch_size
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    schedule: Schedule = Schedule.cosine
+    warmup_steps: int = 0
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.0
+    patience: int = 0  # stop after this many validations without improvement; 0 = never
+    checkpoint_every_steps: int = 500  # periodic checkpoints/last.pt inside an epoch
+    log_every_steps: int = 50
+    progress: bool = True  # progress bar on stderr
+    num_threads: int = 0  # torch.set_num_threads; 0 = torch's default
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = 1
+    length_penalty: float = 1.0
+    max_len_a: float = 1.5  # max output length = a * source length + b (subwords)
+    max_len_b: int = 10
+    batch_size: int = 128
+
+
+@dataclass
+class VizConfig:
+    enabled: bool = True
+    num_examples: int = 4
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: Any = MISSING
+    data: Any = MISSING
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    viz: VizConfig = field(default_factory=VizConfig)
+    seed: int = 0
+    device: Device = Device.auto
+    mode: Mode = Mode.train
+    resume: bool = False
+    checkpoint: Optional[str] = None  # mode=evaluate/translate/predict: path to a .pt file
+    input: Optional[str] = None  # mode=translate: a text file (default stdin); predict: image or dir
+    output: Optional[str] = None  # mode=translate: write translations here (default stdout)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="attention", name="base_attention", node=AttentionConfig)
+    cs.store(group="data", name="base_text", node=TextDataConfig)
+    cs.store(group="data", name="base_images", node=ImageDataConfig)
+    cs.store(group="model", name="base_rnn_attn", node=RNNAttnConfig)
+    cs.store(group="model", name="base_transformer", node=TransformerConfig)
+    cs.store(group="model", name="base_vit", node=ViTConfig)
