@@ -45,7 +45,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Check the config and run its task; user mistakes end as one line and exit status 2."""
+    """Check the config and run its task; user mistakes end as one line and a non-zero exit."""
     try:
         check_config(cfg)
         task = importlib.import_module(TASK_MODULES[cfg.task.name])
@@ -53,4 +53,4 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     except UserError as err:
         log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(err.exit_code)

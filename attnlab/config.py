@@ -16,20 +16,30 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class Mode(str, Enum):
+class Choice(str, Enum):
+    """A string enum that prints as its value (``mode=train``, not ``Mode.train``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Mode(Choice):
     train = "train"
     evaluate = "evaluate"
     translate = "translate"
     predict = "predict"
 
 
-class Device(str, Enum):
+class Device(Choice):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-class ScoreName(str, Enum):
+class ScoreName(Choice):
     """Attention scorings (see :mod:`attnlab.attention.scores`); ``none`` = no attention."""
 
     none = "none"
@@ -39,24 +49,24 @@ class ScoreName(str, Enum):
     additive = "additive"
 
 
-class Schedule(str, Enum):
+class Schedule(Choice):
     constant = "constant"
     cosine = "cosine"
     linear = "linear"
     inverse_sqrt = "inverse_sqrt"
 
 
-class Cell(str, Enum):
+class Cell(Choice):
     gru = "gru"
     lstm = "lstm"
 
 
-class NormPosition(str, Enum):
+class NormPosition(Choice):
     pre = "pre"
     post = "post"
 
 
-class Pool(str, Enum):
+class Pool(Choice):
     cls = "cls"
     mean = "mean"
 

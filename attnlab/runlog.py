@@ -1,0 +1,88 @@
+"""The run folder contract: what every run writes next to Hydra's own files.
+
+    <run dir>/.hydra/config.yaml     resolved config (written by Hydra)
+    <run dir>/metrics.jsonl          one JSON object per logged step or validation
+    <run dir>/results.json           final results (common fields + task metrics)
+    <run dir>/checkpoints/last.pt    latest state (resume from it)
+    <run dir>/checkpoints/best.pt    best validation score
+    <run dir>/attention/*.png        attention pictures
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from attnlab import __version__
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **record: Any) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    """The fields every results.json has, whatever the task."""
+    return {
+        "task": cfg.task.name,
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "attention": str(cfg.attention.score),
+        "mode": str(cfg.mode),
+        "seed": cfg.seed,
+        "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "attnlab_version": __version__,
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    from attnlab.errors import UserError
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,283 @@
+"""One training loop for every task.
+
+A task hands the :class:`Trainer` a :class:`Trainable`: the model, its batches for an epoch, a loss
+for a batch and a validation function. The trainer owns everything else: AdamW, the learning-rate
+schedule, gradient clipping, validation each epoch, ``best.pt``/``last.pt`` checkpoints (atomic),
+``resume=true``, a wall-clock budget, a progress bar, ``metrics.jsonl``, a clean stop with a saved
+checkpoint on Ctrl-C/SIGTERM, and a clear stop when the loss stops being a number.
+
+Determinism: batches of epoch ``e`` come from a generator seeded with ``(seed, e)`` and the torch
+RNG state (dropout, augmentation) is saved in checkpoints, so a run resumed from ``last.pt`` on
+CPU continues exactly as an uninterrupted one would. With ``trainer.max_minutes`` the schedule
+follows wall-clock progress too, which makes the result depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from attnlab.checkpoint import load_checkpoint, load_state, save_checkpoint
+from attnlab.config import TrainerConfig
+from attnlab.errors import TrainingInterrupted, UserError
+from attnlab.runlog import MetricsLog
+
+log = logging.getLogger("attnlab.train")
+
+
+class Trainable(Protocol):
+    """What a task gives the trainer."""
+
+    model: nn.Module
+    metric: str  # the validation metric that picks best.pt; higher is better (bleu, accuracy)
+    unit: str  # what the throughput counts: "tok" or "img"
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Sequence[Any]:
+        """This epoch's batches, in order; must depend only on the generator's state."""
+
+    def loss(self, batch: Any) -> tuple[Tensor, int]:
+        """Mean training loss of a batch and the number of units (tokens, images) in it."""
+
+    def validate(self) -> dict[str, float]:
+        """Validation metrics, including ``self.metric``."""
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """What a checkpoint must carry besides weights (e.g. the tokenizer)."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epoch in progress (0-based)
+    batch_in_epoch: int = 0  # batches of that epoch already trained on
+    step: int = 0  # optimizer steps so far
+    elapsed: float = 0.0  # seconds spent training (validation excluded)
+    best: float = -math.inf
+    best_step: int = -1
+    stale: int = 0  # validations since the last improvement
+    finished: bool = False
+    stop_reason: str = ""
+
+
+def lr_factor(cfg: TrainerConfig, step: int, progress: float) -> float:
+    """Multiplier of ``cfg.lr`` at ``step``; ``progress`` in [0, 1] is the share of the run done."""
+    warmup = cfg.warmup_steps
+    ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    schedule = str(cfg.schedule)
+    if schedule == "constant":
+        return ramp
+    if schedule == "cosine":
+        return ramp * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return ramp * (1.0 - progress)
+    if schedule == "inverse_sqrt":  # Vaswani et al. 2017, eq. 3, normalised to peak at 1
+        return ramp if step < warmup else math.sqrt(max(warmup, 1) / (step + 1))
+    raise UserError(f"unknown trainer.schedule '{schedule}'; valid: constant, cosine, linear, inverse_sqrt")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
+    """AdamW; matrices decay, biases, norms and 1-D parameters don't (Loshchilov & Hutter 2019)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
+
+
+class _StopSignal:
+    """Turns SIGINT/SIGTERM into a flag that the loop checks between steps."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Trains a :class:`Trainable`; see the module docstring."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
+        self.full_cfg = cfg
+        self.cfg: TrainerConfig = cfg.trainer
+        self.run_dir = run_dir
+        self.device = device
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, name: str, task: Trainable, optimizer: torch.optim.Optimizer) -> Path:
+        path = self.ckpt_dir / name
+        save_checkpoint(
+            path,
+            {
+                "model": task.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "trainer": dataclasses.asdict(self.state),
+                "rng": {"torch": torch.get_rng_state()},
+                "config": OmegaConf.to_container(self.full_cfg, resolve=True, enum_to_str=True),
+                "extra": task.checkpoint_extra(),
+            },
+        )
+        return path
+
+    def _resume(self, task: Trainable, optimizer: torch.optim.Optimizer) -> None:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            raise UserError(
+                f"resume=true but {path} does not exist; pass hydra.run.dir=<the run folder to continue>"
+            )
+        payload = load_checkpoint(path)
+        load_state(task.model, payload["model"], path)
+        optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["trainer"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch + 1, self.state.step)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, task: Trainable) -> TrainState:
+        cfg, st = self.cfg, self.state
+        optimizer = make_optimizer(task.model, cfg)
+        if self.full_cfg.resume:
+            self._resume(task, optimizer)
+            st = self.state
+        if st.finished:
+            log.info("training already finished (%s); going on to evaluation", st.stop_reason)
+            return st
+        budget = cfg.max_minutes * 60.0
+        with _StopSignal() as stop:
+            while st.epoch < cfg.epochs and not st.finished:
+                generator = torch.Generator().manual_seed(self.full_cfg.seed * 100_003 + st.epoch)
+                batches = task.train_batches(st.epoch, generator)
+                total_steps = max(1, cfg.epochs * len(batches))
+                self._train_epoch(task, optimizer, batches, total_steps, budget, stop)
+                if stop.received:
+                    path = self._save("last.pt", task, optimizer)
+                    raise TrainingInterrupted(
+                        f"{stop.received} at step {st.step}: saved {path}; continue with resume=true "
+                        f"hydra.run.dir={self.run_dir}"
+                    )
+                out_of_time = budget > 0 and st.elapsed >= budget
+                epochs_done = st.epoch + st.batch_in_epoch / len(batches)
+                if st.batch_in_epoch >= len(batches):
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+                self._validate(task, optimizer, epochs_done)
+                if out_of_time:
+                    st.finished, st.stop_reason = True, f"time budget of {cfg.max_minutes} min reached"
+                elif cfg.patience and st.stale >= cfg.patience:
+                    st.finished, st.stop_reason = True, f"no improvement in {cfg.patience} validations"
+                elif st.epoch >= cfg.epochs:
+                    st.finished, st.stop_reason = True, f"{cfg.epochs} epochs done"
+                self._save("last.pt", task, optimizer)
+        log.info("training finished: %s (best %s %.4g at step %d)", st.stop_reason, task.metric, st.best, st.best_step)
+        return st
+
+    def _train_epoch(self, task, optimizer, batches, total_steps, budget, stop) -> None:
+        cfg, st = self.cfg, self.state
+        task.model.train()
+        bar = tqdm(
+            total=len(batches),
+            initial=st.batch_in_epoch,
+            desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
+            disable=not cfg.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        window_loss, window_units, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
+        for batch in batches[st.batch_in_epoch :]:
+            start = time.perf_counter()
+            progress = max(st.step / total_steps, st.elapsed / budget if budget > 0 else 0.0)
+            lr = cfg.lr * lr_factor(cfg, st.step, progress)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, units = task.loss(batch)
+            if not torch.isfinite(loss):
+                last = self.ckpt_dir / "last.pt"
+                kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+                raise UserError(
+                    f"training diverged: loss is {loss.item()} at step {st.step}; {kept}; "
+                    "lower trainer.lr or raise trainer.warmup_steps"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_norm > 0:
+                nn.utils.clip_grad_norm_(task.model.parameters(), cfg.clip_norm)
+            optimizer.step()
+            st.step += 1
+            st.batch_in_epoch += 1
+            st.elapsed += time.perf_counter() - start
+            window_loss += loss.item()
+            window_units += units
+            window_steps += 1
+            bar.update(1)
+            if st.step % cfg.log_every_steps == 0 or st.batch_in_epoch == len(batches):
+                seconds = time.perf_counter() - window_start
+                rate = window_units / max(seconds, 1e-9)
+                avg = window_loss / window_steps
+                bar.set_postfix_str(f"loss {avg:.3f} {rate:,.0f} {task.unit}/s lr {lr:.2e}")
+                self.metrics.write(
+                    kind="train", epoch=st.epoch + 1, step=st.step, loss=avg, lr=lr,
+                    **{f"{task.unit}_per_s": rate}, elapsed=st.elapsed,
+                )
+                window_loss, window_units, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
+            if cfg.checkpoint_every_steps and st.step % cfg.checkpoint_every_steps == 0:
+                self._save("last.pt", task, optimizer)
+            if stop.received or (budget > 0 and st.elapsed >= budget):
+                break
+        bar.close()
+
+    def _validate(self, task: Trainable, optimizer: torch.optim.Optimizer, epochs_done: float) -> None:
+        st = self.state
+        task.model.eval()
+        with torch.no_grad():
+            metrics = task.validate()
+        task.model.train()
+        score = metrics[task.metric]
+        improved = score > st.best
+        if improved:
+            st.best, st.best_step, st.stale = score, st.step, 0
+        else:
+            st.stale += 1
+        self.metrics.write(kind="valid", epoch=round(epochs_done, 4), step=st.step, elapsed=st.elapsed, **metrics)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        log.info("validation after step %d: %s%s", st.step, shown, " (best)" if improved else "")
+        if improved:
+            self._save("best.pt", task, optimizer)
+
+
+def load_best_weights(model: nn.Module, run_dir: Path) -> Path:
+    """Load ``checkpoints/best.pt`` (or ``last.pt``) of a finished run into ``model``."""
+    for name in ("best.pt", "last.pt"):
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            load_state(model, load_checkpoint(path)["model"], path)
+            return path
+    raise UserError(f"no checkpoint in {run_dir / 'checkpoints'}; train first")
