@@ -1,0 +1,83 @@
+"""Config composition: every valid task/model pair composes; bad ones fail early and clearly."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from attnlab.__main__ import config_dir
+from attnlab.app import check_config
+from attnlab.errors import UserError
+
+VALID = [("translation", "rnn_attn"), ("translation", "transformer"), ("vision", "vit")]
+
+
+def make(*overrides: str):
+    with initialize_config_dir(config_dir=str(Path(config_dir())), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_are_translation_rnn_with_the_seed_dot_score():
+    cfg = make()
+    assert (cfg.task.name, cfg.model.name, cfg.data.name) == ("translation", "rnn_attn", "tatoeba_deen")
+    assert cfg.attention.score == "dot"
+    check_config(cfg)
+
+
+def test_task_picks_its_model_and_data():
+    cfg = make("task=vision")
+    assert (cfg.model.name, cfg.data.name, cfg.attention.score) == ("vit", "digits", "scaled_dot")
+
+
+@pytest.mark.parametrize("task,model", VALID)
+@pytest.mark.parametrize("score", ["dot", "scaled_dot", "general", "additive"])
+def test_every_valid_pair_and_score_composes(task, model, score):
+    cfg = make(f"task={task}", f"model={model}", f"attention={score}")
+    assert cfg.attention.score == score and cfg.model.name == model
+    check_config(cfg)
+
+
+def test_command_line_choice_wins_over_the_task_default():
+    cfg = make("task=translation", "model=transformer", "data=multi30k")
+    assert (cfg.model.name, cfg.data.name, cfg.attention.score) == ("transformer", "multi30k", "scaled_dot")
+
+
+def test_attention_override_wins_over_the_recipe():
+    assert make("attention=additive").attention.score == "additive"
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["task=translation", "model=vit"], "model=vit does not fit task=translation; valid models for translation: rnn_attn, transformer"),
+        (["task=vision", "model=rnn_attn"], "model=rnn_attn does not fit task=vision; valid models for vision: vit"),
+        (["task=vision", "data=multi30k"], "data=multi30k does not fit task=vision"),
+        (["model=transformer", "attention=none"], "attention=none works only with model=rnn_attn"),
+        (["mode=evaluate"], "mode=evaluate needs checkpoint=PATH"),
+        (["task=vision", "mode=predict", "checkpoint=x.pt"], "mode=predict needs input"),
+    ],
+)
+def test_invalid_combinations_fail_with_the_valid_choices(overrides, message):
+    with pytest.raises(UserError) as err:
+        check_config(make(*overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_schema_rejects_typos_bad_types_and_bad_enum_values():
+    with pytest.raises(ConfigCompositionException) as err:
+        make("model.hidden_dimm=3")
+    assert "Key 'hidden_dimm' not in 'RNNAttnConfig'" in str(err.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as err:
+        make("model.cell=rnn")
+    assert isinstance(err.value.__cause__, ValidationError)
+    with pytest.raises(ConfigCompositionException):
+        make("trainer.lr=fast")
+    with pytest.raises(ConfigCompositionException):
+        make("device=tpu")
+
+
+def test_unknown_group_option():
+    with pytest.raises(Exception, match="attention/cosine"):
+        make("attention=cosine")
