@@ -145,9 +145,11 @@ class TransformerConfig:
     d_ff: int = 1024
     dropout: float = 0.1
     norm: NormPosition = NormPosition.pre
-    posenc: str = "sinusoidal"
-    share_embeddings: bool = True
-    tie_output: bool = True
+    posenc: str = "sinusoidal"  # none | sinusoidal | learned (attnlab.layers.positional)
+    max_len: int = 512  # longest sequence a learned positional table covers
+    attn_dropout: float = 0.0  # dropout on the attention weights
+    share_embeddings: bool = True  # one embedding table for both languages (needs data.shared_vocab)
+    tie_output: bool = True  # the output projection is the target embedding matrix
 
 
 @dataclass
