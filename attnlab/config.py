@@ -56,6 +56,11 @@ class Schedule(Choice):
     inverse_sqrt = "inverse_sqrt"
 
 
+class Precision(Choice):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Cell(Choice):
     gru = "gru"
     lstm = "lstm"
@@ -183,6 +188,7 @@ class TrainerConfig:
     log_every_steps: int = 50
     progress: bool = True  # progress bar on stderr
     num_threads: int = 0  # torch.set_num_threads; 0 = torch's default
+    precision: Precision = Precision.fp32  # bf16 = bfloat16 autocast (GPU)
 
 
 @dataclass

@@ -10,6 +10,12 @@ Determinism: batches of epoch ``e`` come from a generator seeded with ``(seed, e
 RNG state (dropout, augmentation) is saved in checkpoints, so a run resumed from ``last.pt`` on
 CPU continues exactly as an uninterrupted one would. With ``trainer.max_minutes`` the schedule
 follows wall-clock progress too, which makes the result depend on the machine's speed.
+
+Under torchrun every process builds the same batches and trains on its share of each
+(:mod:`attnlab.distributed`); DistributedDataParallel averages the gradients; every process
+validates (same weights, same numbers, so every process takes the same decisions) and only
+rank 0 writes metrics and checkpoints. ``trainer.precision=bf16`` runs the forward pass under
+bfloat16 autocast (meant for GPUs).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from attnlab import distributed
 from attnlab.checkpoint import load_checkpoint, load_state, save_checkpoint
 from attnlab.config import TrainerConfig
 from attnlab.errors import TrainingInterrupted, UserError
@@ -45,10 +52,12 @@ class Trainable(Protocol):
     unit: str  # what the throughput counts: "tok" or "img"
 
     def train_batches(self, epoch: int, generator: torch.Generator) -> Sequence[Any]:
-        """This epoch's batches, in order; must depend only on the generator's state."""
+        """This epoch's batches of example indices (lists or 1-D tensors), in order; they must
+        depend only on the generator's state. Under torchrun each process gets a share."""
 
     def loss(self, batch: Any) -> tuple[Tensor, int]:
-        """Mean training loss of a batch and the number of units (tokens, images) in it."""
+        """Mean training loss of a batch (through ``self.model``, which the trainer may wrap in
+        DistributedDataParallel) and the number of units (tokens, images) in it."""
 
     def validate(self) -> dict[str, float]:
         """Validation metrics, including ``self.metric``."""
@@ -135,10 +144,12 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _save(self, name: str, task: Trainable, optimizer: torch.optim.Optimizer) -> Path:
         path = self.ckpt_dir / name
+        if not distributed.is_main():
+            return path
         save_checkpoint(
             path,
             {
-                "model": task.model.state_dict(),
+                "model": self.module.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "trainer": dataclasses.asdict(self.state),
                 "rng": {"torch": torch.get_rng_state()},
@@ -164,10 +175,18 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, task: Trainable) -> TrainState:
         cfg, st = self.cfg, self.state
-        optimizer = make_optimizer(task.model, cfg)
+        self.module = task.model
+        optimizer = make_optimizer(self.module, cfg)
         if self.full_cfg.resume:
             self._resume(task, optimizer)
             st = self.state
+        if distributed.world_size() > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped: nn.Module = DistributedDataParallel(self.module, device_ids=device_ids)
+        else:
+            self.wrapped = self.module
         if st.finished:
             log.info("training already finished (%s); going on to evaluation", st.stop_reason)
             return st
@@ -196,17 +215,20 @@ class Trainer:
                 elif st.epoch >= cfg.epochs:
                     st.finished, st.stop_reason = True, f"{cfg.epochs} epochs done"
                 self._save("last.pt", task, optimizer)
+        distributed.barrier()
         log.info("training finished: %s (best %s %.4g at step %d)", st.stop_reason, task.metric, st.best, st.best_step)
         return st
 
     def _train_epoch(self, task, optimizer, batches, total_steps, budget, stop) -> None:
         cfg, st = self.cfg, self.state
+        task.model = self.wrapped  # the training steps go through DDP when distributed
         task.model.train()
+        bf16 = str(cfg.precision) == "bf16"
         bar = tqdm(
             total=len(batches),
             initial=st.batch_in_epoch,
             desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-            disable=not cfg.progress,
+            disable=not cfg.progress or not distributed.is_main(),
             file=sys.stderr,
             dynamic_ncols=True,
             leave=False,
@@ -218,7 +240,8 @@ class Trainer:
             lr = cfg.lr * lr_factor(cfg, st.step, progress)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, units = task.loss(batch)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss, units = task.loss(distributed.shard(batch))
             if not torch.isfinite(loss):
                 last = self.ckpt_dir / "last.pt"
                 kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
@@ -229,7 +252,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_norm > 0:
-                nn.utils.clip_grad_norm_(task.model.parameters(), cfg.clip_norm)
+                nn.utils.clip_grad_norm_(self.module.parameters(), cfg.clip_norm)
             optimizer.step()
             st.step += 1
             st.batch_in_epoch += 1
@@ -243,16 +266,22 @@ class Trainer:
                 rate = window_units / max(seconds, 1e-9)
                 avg = window_loss / window_steps
                 bar.set_postfix_str(f"loss {avg:.3f} {rate:,.0f} {task.unit}/s lr {lr:.2e}")
-                self.metrics.write(
+                self._log(
                     kind="train", epoch=st.epoch + 1, step=st.step, loss=avg, lr=lr,
                     **{f"{task.unit}_per_s": rate}, elapsed=st.elapsed,
                 )
                 window_loss, window_units, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
             if cfg.checkpoint_every_steps and st.step % cfg.checkpoint_every_steps == 0:
                 self._save("last.pt", task, optimizer)
-            if stop.received or (budget > 0 and st.elapsed >= budget):
+            if distributed.broadcast_flag(bool(stop.received) or (budget > 0 and st.elapsed >= budget)):
+                stop.received = stop.received or ("SIGTERM" if budget <= 0 or st.elapsed < budget else None)
                 break
         bar.close()
+        task.model = self.module
+
+    def _log(self, **record: Any) -> None:
+        if distributed.is_main():
+            self.metrics.write(**record)
 
     def _validate(self, task: Trainable, optimizer: torch.optim.Optimizer, epochs_done: float) -> None:
         st = self.state
@@ -266,7 +295,7 @@ class Trainer:
             st.best, st.best_step, st.stale = score, st.step, 0
         else:
             st.stale += 1
-        self.metrics.write(kind="valid", epoch=round(epochs_done, 4), step=st.step, elapsed=st.elapsed, **metrics)
+        self._log(kind="valid", epoch=round(epochs_done, 4), step=st.step, elapsed=st.elapsed, **metrics)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         log.info("validation after step %d: %s%s", st.step, shown, " (best)" if improved else "")
         if improved:

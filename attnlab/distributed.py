@@ -1,0 +1,68 @@
+"""Data-parallel training across processes (``torchrun --nproc_per_node=N -m attnlab ...``).
+
+torchrun starts N copies of the program with RANK, WORLD_SIZE and LOCAL_RANK set. Each process
+builds the same batches (same seed), keeps its share of every batch (``shard``), and
+DistributedDataParallel averages the gradients, so N processes take the same steps as one
+process on the same global batch (Li et al. 2020, "PyTorch Distributed"). Only rank 0 logs,
+validates and writes checkpoints. Backends: gloo on CPU, nccl on GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> torch.device:
+    """Join the process group started by torchrun (no-op for a single process).
+
+    Returns the device this process should use (its own GPU under nccl).
+    """
+    if not launched_by_torchrun() or dist.is_initialized():
+        return device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return torch.device("cuda", local)
+    dist.init_process_group("gloo")
+    return device
+
+
+def shard(batch: Sequence[Any] | torch.Tensor) -> Sequence[Any] | torch.Tensor:
+    """This process's share of a batch of example indices: every world_size-th, from its rank."""
+    n = world_size()
+    return batch if n == 1 else batch[rank() :: n]
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """True on every rank if it is True on rank 0 (a stop decided by rank 0 reaches all)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0])
+    dist.broadcast(t, src=0)
+    return bool(t.item())

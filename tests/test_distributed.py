@@ -1,0 +1,71 @@
+"""Two CPU processes (gloo) with DistributedDataParallel take the same steps as one process on
+the same global batch."""
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from attnlab import distributed
+from attnlab.train import Trainer
+from test_train import make_cfg
+
+
+class LinearTask:
+    """No dropout: the only difference between 1 and 2 processes is how the batch is split."""
+
+    metric, unit = "accuracy", "img"
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(64, 4, generator=g)
+        self.y = (self.x[:, 0] > 0).long() + (self.x[:, 1] > 0.5).long()
+
+    def train_batches(self, epoch, generator):
+        return list(torch.randperm(64, generator=generator).split(16))
+
+    def loss(self, batch):
+        return nn.functional.cross_entropy(self.model(self.x[batch]), self.y[batch]), len(batch)
+
+    def validate(self):
+        return {"accuracy": (self.model(self.x).argmax(-1) == self.y).float().mean().item()}
+
+    def checkpoint_extra(self):
+        return {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    distributed.init(torch.device("cpu"))
+    task = LinearTask()
+    Trainer(make_cfg(epochs=2, clip_norm=0.0), __import__("pathlib").Path(run_dir), torch.device("cpu")).fit(task)
+    torch.save([p.detach().clone() for p in task.model.parameters()], f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
+    single = LinearTask()
+    Trainer(make_cfg(epochs=2, clip_norm=0.0), tmp_path / "one", torch.device("cpu")).fit(single)
+    out = str(tmp_path / "params")
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two"), out), nprocs=2, join=True)
+    rank0, rank1 = torch.load(f"{out}.0"), torch.load(f"{out}.1")
+    for a, b in zip(rank0, rank1):
+        assert torch.equal(a, b)  # the replicas stay in sync
+    for a, b in zip(rank0, single.model.parameters()):
+        assert torch.allclose(a, b.detach(), atol=1e-5)
+    # only rank 0 wrote checkpoints and metrics
+    assert (tmp_path / "two" / "checkpoints" / "last.pt").is_file()
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"valid"' in line for line in lines) == 2
