@@ -79,10 +79,14 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device for ``device=auto|cpu|cuda``; under torchrun also joins the process group and
+    returns this process's own GPU."""
+    from attnlab import distributed
     from attnlab.errors import UserError
 
+    name = str(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return distributed.init(torch.device(name))
