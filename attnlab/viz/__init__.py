@@ -1,0 +1,1 @@
+"""Pictures of attention: heatmaps for translation, CLS maps and rollout for the ViT."""
