@@ -1,0 +1,654 @@
+"""Compare attention variants: a table and two plots from a folder of runs.
+
+    python -m attnlab.report multirun/2024-05-01_12-00-00             # writes report.* there
+    python -m attnlab.report multirun/... --out reports/ --metric chrf
+
+A *run* is any folder with a ``results.json``, a ``metrics.jsonl`` or a ``.hydra/`` folder (the
+contract in :mod:`attnlab.runlog`); the report walks the whole tree below DIR, so a Hydra sweep
+folder, a folder of sweeps or a hand-made folder of runs all work. A run without ``results.json``
+was interrupted: it is listed as *incomplete* and left out of the statistics.
+
+Runs are grouped into *variants*: same task and same config except the seed (and a few settings
+that do not change what is learned, :data:`NOT_A_VARIANT`). A variant is named by the overrides
+that differ between the variants of its task, e.g. ``attention=dot``. Each row gives the number
+of seeds, the metric mean and *sample* standard deviation over seeds ("n/a" for one seed), the
+parameter count and the mean training time. Tasks are reported separately.
+
+Outputs (in DIR, or ``--out``): ``report.md``, ``report.csv``, ``metric_by_variant.png`` (bars with
+error bars) and ``learning_curves.png`` (validation metric against step, mean over seeds).
+
+The notebooks use the Python API::
+
+    runs = load_runs("multirun/...")
+    rows = summarize(runs)                  # list[Row], sorted best first within each task
+    records(rows)                           # list of flat dicts (pandas.DataFrame(records(rows)))
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import yaml
+
+from attnlab.errors import UserError
+
+# The metrics reported by default, per task (the first one sorts the table and is plotted).
+TASK_METRICS: dict[str, tuple[str, ...]] = {"translation": ("bleu", "chrf"), "vision": ("accuracy",)}
+# Metrics where smaller is better (sorted ascending); every other metric sorts descending.
+LOWER_IS_BETTER = ("loss", "ppl", "perplexity", "error", "wer", "ter")
+# results.json fields that are not metrics (used to guess the metrics of an unknown task).
+NOT_METRICS = {"seed", "num_params", "train_seconds", "torch_threads", "epoch", "step", "steps"}
+# Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
+NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress"}
+# results.json fields that tell variants apart when a run has no saved config.
+IDENTITY = ("model", "data", "attention", "mode")
+OUTPUTS = ("report.md", "report.csv", "metric_by_variant.png", "learning_curves.png")
+
+
+# ----------------------------------------------------------------------------- loading runs
+
+
+@dataclass
+class Run:
+    """One run folder, as written by ``python -m attnlab`` (see :mod:`attnlab.runlog`)."""
+
+    path: Path
+    config: dict[str, Any]  # .hydra/config.yaml ({} when absent)
+    overrides: list[str]  # .hydra/overrides.yaml ([] when absent)
+    results: Optional[dict[str, Any]]  # results.json; None = incomplete (interrupted or unreadable)
+    metrics: list[dict[str, Any]]  # metrics.jsonl records ("kind": "train" or "valid")
+    problem: str = ""  # why the run is incomplete
+
+    @property
+    def complete(self) -> bool:
+        return self.results is not None
+
+    @property
+    def task(self) -> str:
+        return str(self._field("task", "task.name") or "unknown")
+
+    @property
+    def seed(self) -> Any:
+        return self._field("seed", "seed")
+
+    def value(self, metric: str) -> Optional[float]:
+        """The final value of ``metric`` in results.json; None when absent or not a finite number."""
+        return _finite(self.results.get(metric)) if self.results else None
+
+    def valid_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.metrics if r.get("kind") == "valid"]
+
+    def _field(self, result_key: str, config_key: str) -> Any:
+        """A field from results.json, else the config, else the overrides."""
+        if self.results and self.results.get(result_key) is not None:
+            return self.results[result_key]
+        flat = flatten(self.config) if self.config else parse_overrides(self.overrides)
+        return flat.get(config_key)
+
+
+def is_run_dir(path: Path) -> bool:
+    """A folder that holds a run: its results, its metrics or Hydra's record of its config."""
+    return any((path / name).exists() for name in ("results.json", "metrics.jsonl", ".hydra/overrides.yaml"))
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every run folder below ``root`` (``root`` itself included), sorted; runs do not nest."""
+    found = []
+    for current, dirs, _files in os.walk(root):
+        here = Path(current)
+        if is_run_dir(here):
+            found.append(here)
+            dirs.clear()
+        else:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(found)
+
+
+def load_run(path: Path) -> Run:
+    """Read one run folder; a missing or unreadable results.json makes it incomplete, not an error."""
+    path = Path(path)
+    results, problem = _read_results(path / "results.json")
+    return Run(
+        path=path,
+        config=_read_yaml(path / ".hydra" / "config.yaml") or {},
+        overrides=[str(o) for o in _read_yaml(path / ".hydra" / "overrides.yaml") or []],
+        results=results,
+        metrics=read_records(path / "metrics.jsonl"),
+        problem=problem,
+    )
+
+
+def load_runs(root: str | os.PathLike[str]) -> list[Run]:
+    """All runs below ``root``; :class:`UserError` when ``root`` is missing or holds no run."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; give a sweep folder (e.g. multirun/<date>) or a folder of runs")
+    runs = [load_run(p) for p in find_run_dirs(root)]
+    if not runs:
+        raise UserError(f"no runs in {root} (a run folder has a results.json, metrics.jsonl or .hydra/)")
+    return runs
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path``; a torn last line (a crash mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _read_results(path: Path) -> tuple[Optional[dict[str, Any]], str]:
+    if not path.is_file():
+        return None, "no results.json (interrupted or still running)"
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return None, f"unreadable results.json ({err})"
+    if not isinstance(results, dict):
+        return None, "results.json is not a JSON object"
+    return results, ""
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None
+
+
+def _finite(value: Any) -> Optional[float]:
+    """``value`` as a float when it is a finite number (bools and "nan" strings are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
+    """``["+a.b=1", "seed=0"]`` -> ``{"a.b": "1", "seed": "0"}`` (Hydra's prefixes dropped)."""
+    parsed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep:
+            parsed[key.lstrip("+~")] = value
+    return parsed
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Stat:
+    """Mean and sample standard deviation of one quantity over the seeds of a variant."""
+
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> Optional[float]:
+        """Sample standard deviation (n - 1 in the denominator); None below two values."""
+        return statistics.stdev(self.values) if self.n >= 2 else None
+
+    def text(self) -> str:
+        """``"23.41 ± 0.52"``, ``"23.41 ± n/a"`` for one value, ``"n/a"`` for none."""
+        if self.mean is None:
+            return "n/a"
+        std = "n/a" if self.std is None else _number(self.std, like=self.mean)
+        return f"{_number(self.mean)} ± {std}"
+
+
+def _number(x: float, like: Optional[float] = None) -> str:
+    """Two decimals for scores such as BLEU, four for fractions such as accuracy."""
+    scale = abs(like if like is not None else x)
+    return f"{x:.4f}" if scale < 10 else f"{x:.2f}"
+
+
+# ----------------------------------------------------------------------------- summary rows
+
+
+@dataclass
+class Row:
+    """One variant: its runs (all seeds, incomplete ones included) and their statistics."""
+
+    task: str
+    variant: str
+    runs: list[Run]
+    metric_names: list[str]  # the first one sorts the table and is plotted
+    stats: dict[str, Stat] = field(default_factory=dict)
+
+    @property
+    def complete_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.complete]
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.complete_runs)
+
+    @property
+    def incomplete(self) -> int:
+        return len(self.runs) - self.n_seeds
+
+    @property
+    def seeds(self) -> list[Any]:
+        return sorted((r.seed for r in self.complete_runs), key=str)
+
+    @property
+    def primary(self) -> Stat:
+        return self.stats[self.metric_names[0]]
+
+    @property
+    def train_seconds(self) -> Stat:
+        return _stat(self.complete_runs, "train_seconds")
+
+    @property
+    def num_params(self) -> list[int]:
+        """The distinct parameter counts of the complete runs (one, unless the runs disagree)."""
+        return sorted({int(v) for r in self.complete_runs if (v := r.value("num_params")) is not None})
+
+    def num_params_text(self, sep: str = ",") -> str:
+        counts = [f"{c:,}".replace(",", sep) for c in self.num_params]
+        return "-".join(counts) if counts else "n/a"
+
+
+def _stat(runs: Sequence[Run], metric: str) -> Stat:
+    return Stat([v for r in runs if (v := r.value(metric)) is not None])
+
+
+def summarize(runs: Sequence[Run], metric: str | Sequence[str] | None = None) -> list[Row]:
+    """Group runs into variants per task and compute their statistics.
+
+    ``metric`` names the metric(s) to report (the first sorts the rows); by default each task's
+    :data:`TASK_METRICS`. Rows come grouped by task (alphabetically) and, within a task, best
+    first by the first metric; variants without a value come last.
+    """
+    chosen = [metric] if isinstance(metric, str) else list(metric or [])
+    by_task: dict[str, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task].append(run)
+    rows: list[Row] = []
+    for task in sorted(by_task):
+        names = chosen or default_metrics(task, by_task[task])
+        groups = group_variants(by_task[task])
+        for variant, members in zip(variant_names(groups), groups):
+            rows.append(Row(task, variant, members, names, {m: _stat(members, m) for m in names}))
+    return sort_rows(rows)
+
+
+def default_metrics(task: str, runs: Sequence[Run]) -> list[str]:
+    """The task's usual metrics found in its results, else every numeric result field."""
+    present = {k for r in runs if r.results for k, v in r.results.items() if _finite(v) is not None}
+    usual = [m for m in TASK_METRICS.get(task, ()) if m in present]
+    return usual or sorted(present - NOT_METRICS) or list(TASK_METRICS.get(task, ("loss",)))
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    """By task, then best first by each row's first metric, then by name."""
+
+    def key(row: Row) -> tuple[Any, ...]:
+        mean = row.primary.mean
+        if mean is None:
+            return (row.task, 1, 0.0, row.variant)
+        sign = 1.0 if lower_is_better(row.metric_names[0]) else -1.0
+        return (row.task, 0, sign * mean, row.variant)
+
+    return sorted(rows, key=key)
+
+
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+def variant_settings(run: Run) -> dict[str, str]:
+    """What defines the run's variant, minus :data:`NOT_A_VARIANT`, values as JSON text.
+
+    The run's config; for a run without ``.hydra/config.yaml`` (a hand-made folder), the
+    identity fields of its results.json (:data:`IDENTITY`) and its overrides.
+    """
+    if run.config:
+        flat = flatten(run.config)
+    else:
+        flat = {k: run.results[k] for k in IDENTITY if run.results and k in run.results}
+        flat.update(parse_overrides(run.overrides))
+    return {k: json.dumps(v, sort_keys=True) for k, v in flat.items() if k not in NOT_A_VARIANT}
+
+
+def group_variants(runs: Sequence[Run]) -> list[list[Run]]:
+    """Runs with equal :func:`variant_settings`, in the order of their first run."""
+    groups: dict[tuple[tuple[str, str], ...], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(sorted(variant_settings(run).items())), []).append(run)
+    return list(groups.values())
+
+
+def variant_names(groups: Sequence[Sequence[Run]]) -> list[str]:
+    """Name each group by the overrides that differ between the groups, e.g. ``attention=dot``.
+
+    When the overrides do not tell the groups apart (runs from different sweeps, hand-made runs),
+    the differing config keys name them instead (``attention.score=dot``). A lone group is named
+    by all its overrides. Names are unique.
+    """
+    overrides = [_variant_overrides(g) for g in groups]
+    names = _differences(overrides) if len(groups) > 1 else [_join(o) for o in overrides]
+    if len(set(names)) < len(names):
+        names = _differences([{k: _plain(v) for k, v in variant_settings(g[0]).items()} for g in groups])
+    return _dedupe([name or "defaults" for name in names])
+
+
+def _variant_overrides(runs: Sequence[Run]) -> dict[str, str]:
+    """The overrides of a group's runs (the first run's value where they disagree), minus the seed."""
+    merged: dict[str, str] = {}
+    for run in runs:
+        for key, value in parse_overrides(run.overrides).items():
+            if key not in NOT_A_VARIANT:
+                merged.setdefault(key, value)
+    return merged
+
+
+def _differences(settings: Sequence[dict[str, str]]) -> list[str]:
+    """For each dict, ``key=value`` for the keys whose value is not the same in all dicts."""
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    differing = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+    return [_join({k: s[k] for k in differing if k in s}) for s in settings]
+
+
+def _join(settings: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def _plain(json_value: str) -> str:
+    value = json.loads(json_value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: Counter[str] = Counter()
+    unique = []
+    for name in names:
+        seen[name] += 1
+        unique.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return unique
+
+
+def common_overrides(rows: Sequence[Row]) -> str:
+    """The overrides every variant of these rows shares (the sweep's fixed settings)."""
+    settings = [_variant_overrides(r.runs) for r in rows]
+    shared = {k: v for k, v in settings[0].items() if all(s.get(k) == v for s in settings[1:])} if settings else {}
+    return _join(shared)
+
+
+def warnings_for(rows: Sequence[Row]) -> list[str]:
+    """Things that make a comparison less trustworthy: repeated seeds, disagreeing parameter counts."""
+    notes = []
+    for row in rows:
+        repeated = sorted((str(s) for s, c in Counter(map(str, row.seeds)).items() if c > 1))
+        if repeated:
+            notes.append(f"{row.task} / {row.variant}: seed {', '.join(repeated)} appears in several runs")
+        if len(row.num_params) > 1:
+            notes.append(f"{row.task} / {row.variant}: the runs have different parameter counts")
+    return notes
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def records(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """One flat dict per row (the CSV's columns); numbers are raw, "n/a" where undefined."""
+    metric_names = list(dict.fromkeys(m for r in rows for m in r.metric_names))
+    table = []
+    for row in rows:
+        record: dict[str, Any] = {
+            "task": row.task,
+            "variant": row.variant,
+            "n_seeds": row.n_seeds,
+            "incomplete": row.incomplete,
+            "seeds": " ".join(map(str, row.seeds)),
+        }
+        for name in metric_names:
+            stat = row.stats.get(name)
+            record[f"{name}_mean"] = _na(stat.mean if stat else None)
+            record[f"{name}_std"] = _na(stat.std if stat else None)
+        record["num_params"] = row.num_params_text(sep="")
+        record["train_seconds_mean"] = _na(row.train_seconds.mean)
+        table.append(record)
+    return table
+
+
+def _na(value: Optional[float]) -> Any:
+    return "n/a" if value is None else value
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    table = records(rows)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def markdown(rows: Sequence[Row], runs: Sequence[Run], root: Path, images: Sequence[str] = ()) -> str:
+    """The report: one table per task, the plots, warnings and the incomplete runs."""
+    lines = [f"# Attention variants: {root.resolve().name}", ""]
+    n_incomplete = sum(not r.complete for r in runs)
+    lines += [
+        f"{len(runs)} runs ({n_incomplete} incomplete) in {len(rows)} variants. "
+        "Metrics: mean ± sample standard deviation over seeds (n/a for one seed).",
+        "",
+    ]
+    for task in dict.fromkeys(r.task for r in rows):
+        lines += _task_section(task, [r for r in rows if r.task == task])
+    lines += [f"![{Path(name).stem}]({name})" for name in images]
+    if notes := warnings_for(rows):
+        lines += ["", "## Warnings", ""] + [f"- {note}" for note in notes]
+    incomplete = [r for r in runs if not r.complete]
+    if incomplete:
+        lines += ["", "## Incomplete runs", ""]
+        lines += [f"- `{_relative(r.path, root)}`: {r.problem}" for r in incomplete]
+    return "\n".join(lines) + "\n"
+
+
+def _task_section(task: str, rows: Sequence[Row]) -> list[str]:
+    metric_names = rows[0].metric_names
+    header = ["variant", "seeds", *metric_names, "params", "train time (s)", "incomplete"]
+    lines = [f"## {task}", ""]
+    if shared := common_overrides(rows):
+        lines += [f"Common settings: `{shared}`", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for row in rows:
+        time = row.train_seconds.mean
+        cells = [f"`{row.variant}`", str(row.n_seeds), *(row.stats[m].text() for m in metric_names)]
+        cells += [row.num_params_text(), "n/a" if time is None else f"{time:.1f}", str(row.incomplete)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_metric_by_variant(rows: Sequence[Row], path: Path) -> None:
+    """Horizontal bars (one panel per task): first metric's mean over seeds, error bar = sample std."""
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    heights = [max(1.5, 0.45 * sum(r.task == t for r in rows) + 1.0) for t in tasks]
+    fig, axes = _figure(len(tasks), height=sum(heights), height_ratios=heights)
+    for ax, task in zip(axes, tasks):
+        task_rows = [r for r in rows if r.task == task and r.primary.mean is not None][::-1]  # best on top
+        metric = next(r.metric_names[0] for r in rows if r.task == task)
+        ax.barh(
+            [f"{r.variant} (n={r.primary.n})" for r in task_rows],
+            [r.primary.mean for r in task_rows],
+            xerr=[r.primary.std or 0.0 for r in task_rows],
+            capsize=4,
+            color="tab:blue",
+            alpha=0.8,
+        )
+        ax.set_xlabel(f"{metric} (mean ± sample std over seeds)")
+        ax.set_title(task)
+        if not task_rows:
+            ax.text(0.5, 0.5, "no finished run", ha="center", va="center", transform=ax.transAxes)
+    fig.savefig(path, dpi=100)
+
+
+def plot_learning_curves(rows: Sequence[Row], path: Path) -> None:
+    """Validation metric against step, one line per variant: the mean over seeds, a band of ± std.
+
+    The seeds' validations are aligned by their order (the k-th validation of each seed); a
+    variant's curve stops at its shortest seed, so every point averages the same seeds.
+    """
+    tasks = list(dict.fromkeys(r.task for r in rows))
+    fig, axes = _figure(len(tasks), height=3.5 * len(tasks))
+    for ax, task in zip(axes, tasks):
+        task_rows = [r for r in rows if r.task == task]
+        metric = curve_metric(task_rows)
+        for row in task_rows:
+            curve = mean_curve(row.runs, metric)
+            if curve:
+                steps, means, stds = zip(*curve)
+                (line,) = ax.plot(steps, means, marker=".", label=f"{row.variant} (n={curve_seeds(row.runs, metric)})")
+                low = [m - s for m, s in zip(means, stds)]
+                high = [m + s for m, s in zip(means, stds)]
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"validation {metric}")
+        if ax.lines:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no validation records", ha="center", va="center", transform=ax.transAxes)
+    fig.savefig(path, dpi=100)
+
+
+def curve_metric(rows: Sequence[Row]) -> str:
+    """The rows' first metric if validation records carry it, else the validation loss."""
+    wanted = rows[0].metric_names[0]
+    has = {k for r in rows for run in r.runs for rec in run.valid_records() for k in rec}
+    return wanted if wanted in has or "loss" not in has else "loss"
+
+
+def mean_curve(runs: Sequence[Run], metric: str) -> list[tuple[float, float, float]]:
+    """``(mean step, mean value, sample std or 0)`` of the k-th validation over the runs that have one."""
+    curves = [c for c in (_curve(run, metric) for run in runs) if c]
+    if not curves:
+        return []
+    points = []
+    for k in range(min(len(c) for c in curves)):
+        steps, values = [c[k][0] for c in curves], [c[k][1] for c in curves]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        points.append((statistics.fmean(steps), statistics.fmean(values), std))
+    return points
+
+
+def curve_seeds(runs: Sequence[Run], metric: str) -> int:
+    """How many runs a :func:`mean_curve` averages."""
+    return sum(bool(_curve(run, metric)) for run in runs)
+
+
+def _curve(run: Run, metric: str) -> list[tuple[float, float]]:
+    points = []
+    for rec in run.valid_records():
+        step, value = _finite(rec.get("step")), _finite(rec.get(metric))
+        if step is not None and value is not None:
+            points.append((step, value))
+    return points
+
+
+def _figure(panels: int, height: float, height_ratios: Optional[list[float]] = None) -> tuple[Any, list[Any]]:
+    """A matplotlib Figure (no pyplot: no global state, no display needed) with stacked panels."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, max(height, 2.5)), layout="constrained")
+    axes = fig.subplots(max(panels, 1), 1, squeeze=False, gridspec_kw={"height_ratios": height_ratios})
+    return fig, list(axes[:, 0])
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def write_report(
+    root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, metric: str | None = None
+) -> list[Path]:
+    """Load the runs below ``root``, write the four report files into ``out`` (default ``root``)."""
+    root, runs = Path(root), load_runs(root)
+    if metric and not any(r.value(metric) is not None for r in runs):
+        available = sorted({k for r in runs if r.results for k, v in r.results.items() if _finite(v) is not None})
+        available = [k for k in available if k not in NOT_METRICS]
+        raise UserError(f"no run has metric={metric}; metrics found: {', '.join(available) or 'none'}")
+    rows = summarize(runs, metric)
+    out_dir = Path(out) if out is not None else root
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, csv_path, bars, curves = (out_dir / name for name in OUTPUTS)
+    plot_metric_by_variant(rows, bars)
+    plot_learning_curves(rows, curves)
+    write_csv(rows, csv_path)
+    md.write_text(markdown(rows, runs, root, images=[bars.name, curves.name]), encoding="utf-8")
+    return [md, csv_path, bars, curves]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m attnlab.report",
+        description="Compare the variants of a sweep: report.md, report.csv and two plots.",
+    )
+    parser.add_argument("dir", help="a sweep folder (multirun/<date>) or any folder of run folders")
+    parser.add_argument("--out", help="write the report here instead of into DIR")
+    parser.add_argument("--metric", help="the metric to report and sort by (default: bleu and chrf, or accuracy)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point; user mistakes end as one ``error:`` line and exit status 2."""
+    args = parse_args(argv)
+    try:
+        paths = write_report(args.dir, args.out, args.metric)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

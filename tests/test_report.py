@@ -1,0 +1,252 @@
+"""attnlab.report on hand-made run folders: grouping, statistics, tables, plots and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import yaml
+
+from attnlab import report
+from attnlab.errors import UserError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# attention -> BLEU of seeds 0, 1, 2 (None: no such seed)
+BLEU = {"dot": [20.0, 22.0, 24.0], "none": [10.0, 11.0], "general": [15.0]}
+
+
+def make_run(
+    folder: Path,
+    overrides: list[str],
+    results: Optional[dict[str, Any]],
+    valid: Optional[list[dict[str, Any]]] = None,
+    config: Optional[dict[str, Any]] = None,
+) -> Path:
+    """A run folder as `python -m attnlab` writes it; ``results=None`` = interrupted."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if config is not None:
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    records = [{"kind": "train", "step": 5, "loss": 3.0, "lr": 1e-3}] + [{"kind": "valid", **r} for r in valid or []]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if results is not None:
+        (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def translation_config(attention: str, seed: int) -> dict[str, Any]:
+    """The part of a translation run's .hydra/config.yaml that the report looks at."""
+    return {
+        "task": {"name": "translation", "models": ["rnn_attn", "transformer"]},
+        "model": {"name": "rnn_attn", "hidden_dim": 32},
+        "attention": {"score": attention},
+        "trainer": {"epochs": 2, "progress": False},
+        "seed": seed,
+    }
+
+
+def translation_run(root: Path, attention: str, seed: int, bleu: Optional[float]) -> Path:
+    """A translation run of the rnn_attn model with this attention and seed (bleu None: interrupted)."""
+    overrides = ["task=translation", "model=rnn_attn", f"attention={attention}", f"seed={seed}"]
+    results = None
+    if bleu is not None:
+        results = {"task": "translation", "model": "rnn_attn", "attention": attention, "seed": seed}
+        results.update(bleu=bleu, chrf=bleu * 2, num_params=1000 + (attention != "none") * 234, train_seconds=10.0 + seed)
+    valid = [{"epoch": 1, "step": 10, "bleu": bleu / 2}, {"epoch": 2, "step": 20, "bleu": bleu}] if bleu else []
+    folder = root / ",".join(sorted(overrides))
+    return make_run(folder, overrides, results, valid, config=translation_config(attention, seed))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A sweep folder: 3 attention variants, 6 finished runs and one interrupted run."""
+    root = tmp_path / "multirun" / "2024-01-01_00-00-00"
+    for attention, scores in BLEU.items():
+        for seed, bleu in enumerate(scores):
+            translation_run(root, attention, seed, bleu)
+    translation_run(root, "general", 1, None)  # interrupted
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+def by_variant(rows: list[report.Row]) -> dict[str, report.Row]:
+    return {r.variant: r for r in rows}
+
+
+# ----------------------------------------------------------------------------- loading and grouping
+
+
+def test_load_runs_finds_every_run_and_marks_the_interrupted_one(sweep: Path) -> None:
+    runs = report.load_runs(sweep)
+    assert len(runs) == 7
+    incomplete = [r for r in runs if not r.complete]
+    assert [r.path.name for r in incomplete] == ["attention=general,model=rnn_attn,seed=1,task=translation"]
+    assert "no results.json" in incomplete[0].problem
+    assert {r.task for r in runs} == {"translation"}
+    run = next(r for r in runs if r.complete and r.seed == 2)
+    assert run.value("bleu") == 24.0 and run.overrides[2] == "attention=dot"
+    assert run.config["model"]["hidden_dim"] == 32
+    assert [r["step"] for r in run.valid_records()] == [10, 20]
+
+
+def test_summarize_groups_seeds_and_computes_mean_and_sample_std(sweep: Path) -> None:
+    rows = report.summarize(report.load_runs(sweep))
+    assert [r.variant for r in rows] == ["attention=dot", "attention=general", "attention=none"]  # best BLEU first
+    dot, general, none = rows
+    assert dot.n_seeds == 3 and dot.seeds == [0, 1, 2] and dot.incomplete == 0
+    assert dot.stats["bleu"].mean == pytest.approx(22.0)
+    assert dot.stats["bleu"].std == pytest.approx(2.0)  # sample std: sqrt((4 + 0 + 4) / 2)
+    assert dot.stats["chrf"].mean == pytest.approx(44.0) and dot.stats["chrf"].std == pytest.approx(4.0)
+    assert none.stats["bleu"].mean == pytest.approx(10.5)
+    assert none.stats["bleu"].std == pytest.approx(0.5**0.5)
+    assert general.n_seeds == 1 and general.incomplete == 1
+    assert general.stats["bleu"].mean == 15.0 and general.stats["bleu"].std is None
+    assert general.stats["bleu"].text() == "15.00 ± n/a"
+    assert dot.train_seconds.mean == pytest.approx(11.0)
+    assert dot.num_params == [1234] and none.num_params == [1000]
+
+
+def test_metric_choice_and_sort_direction(sweep: Path) -> None:
+    runs = report.load_runs(sweep)
+    for run in runs:
+        if run.results:
+            run.results["valid_loss"] = 100.0 - run.results["bleu"]
+    rows = report.summarize(runs, "valid_loss")
+    assert [r.variant for r in rows] == ["attention=dot", "attention=general", "attention=none"]  # lowest loss first
+    assert rows[0].metric_names == ["valid_loss"] and rows[0].primary.mean == pytest.approx(78.0)
+
+
+def test_variants_are_grouped_by_config_not_by_overrides(tmp_path: Path) -> None:
+    """A run that got attention=dot from the defaults is a seed of the explicit attention=dot variant."""
+    config = translation_config("dot", 5)
+    config["trainer"]["progress"] = True  # not a variant setting
+    results = {"task": "translation", "seed": 5, "bleu": 30.0}
+    make_run(tmp_path / "other_sweep" / "seed=5", ["seed=5"], results, config=config)
+    translation_run(tmp_path / "sweep", "dot", 0, 20.0)
+    translation_run(tmp_path / "sweep", "none", 0, 10.0)
+    rows = by_variant(report.summarize(report.load_runs(tmp_path)))
+    assert set(rows) == {"attention=dot", "attention=none"}
+    assert rows["attention=dot"].n_seeds == 2 and rows["attention=dot"].stats["bleu"].mean == pytest.approx(25.0)
+
+
+def test_runs_without_saved_config_are_grouped_by_their_results(tmp_path: Path) -> None:
+    for i, (attention, bleu) in enumerate([("dot", 20.0), ("dot", 21.0), ("additive", 25.0)]):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps({"task": "translation", "attention": attention, "bleu": bleu}))
+    rows = report.summarize(report.load_runs(tmp_path))
+    assert [(r.variant, r.n_seeds) for r in rows] == [("attention=additive", 1), ("attention=dot", 2)]
+    assert rows[1].stats["bleu"].mean == pytest.approx(20.5)
+    assert rows[1].seeds == [None, None]
+
+
+def test_mixed_tasks_are_reported_separately_with_their_own_metrics(sweep: Path) -> None:
+    for seed, accuracy in enumerate([0.90, 0.94]):
+        make_run(
+            sweep / f"vision_seed={seed}",
+            ["task=vision", f"seed={seed}"],
+            {"task": "vision", "model": "vit", "seed": seed, "accuracy": accuracy, "num_params": 500},
+            [{"epoch": 1, "step": 7, "accuracy": accuracy}],
+            config={"task": {"name": "vision"}, "model": {"name": "vit"}, "seed": seed},
+        )
+    rows = report.summarize(report.load_runs(sweep))
+    assert [r.task for r in rows] == ["translation"] * 3 + ["vision"]
+    vision = rows[-1]
+    assert vision.metric_names == ["accuracy"] and rows[0].metric_names == ["bleu", "chrf"]
+    assert vision.variant == "task=vision"  # a lone variant is named by its overrides
+    assert vision.stats["accuracy"].mean == pytest.approx(0.92)
+    assert vision.stats["accuracy"].std == pytest.approx(0.04 / 2**0.5)
+    assert vision.stats["accuracy"].text() == "0.9200 ± 0.0283"
+
+
+def test_repeated_seeds_and_torn_metrics_lines(sweep: Path) -> None:
+    copy = translation_run(sweep / "again", "dot", 0, 20.0)
+    with (copy / "metrics.jsonl").open("a") as f:
+        f.write('{"kind": "valid", "st')  # a crash mid-write
+    runs = report.load_runs(sweep)
+    assert len(next(r for r in runs if r.path == copy).metrics) == 3
+    rows = report.summarize(runs)
+    assert by_variant(rows)["attention=dot"].n_seeds == 4
+    assert report.warnings_for(rows) == ["translation / attention=dot: seed 0 appears in several runs"]
+
+
+def test_mean_curve_averages_the_kth_validation_over_seeds(sweep: Path) -> None:
+    dot = by_variant(report.summarize(report.load_runs(sweep)))["attention=dot"]
+    curve = report.mean_curve(dot.runs, "bleu")
+    assert [(s, m) for s, m, _ in curve] == [(10.0, 11.0), (20.0, 22.0)]
+    assert curve[1][2] == pytest.approx(2.0)
+
+
+def test_empty_or_missing_folder_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(UserError, match="no runs in"):
+        report.load_runs(tmp_path / "empty")
+    with pytest.raises(UserError, match="is not a folder"):
+        report.load_runs(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_write_report_writes_table_csv_and_valid_pngs(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    paths = report.write_report(sweep, out)
+    assert [p.name for p in paths] == list(report.OUTPUTS)
+    for png in paths[2:]:
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        import matplotlib.image
+
+        height, width, _ = matplotlib.image.imread(png).shape
+        assert height > 100 and width > 100
+
+    with (out / "report.csv").open() as f:
+        table = {r["variant"]: r for r in csv.DictReader(f)}
+    assert list(table) == ["attention=dot", "attention=general", "attention=none"]
+    assert float(table["attention=dot"]["bleu_mean"]) == pytest.approx(22.0)
+    assert float(table["attention=dot"]["bleu_std"]) == pytest.approx(2.0)
+    assert table["attention=general"]["bleu_std"] == "n/a"
+    assert table["attention=general"]["incomplete"] == "1"
+    assert table["attention=none"]["num_params"] == "1000" and table["attention=dot"]["seeds"] == "0 1 2"
+
+    md = (out / "report.md").read_text()
+    assert "| `attention=dot` | 3 | 22.00 ± 2.00 | 44.00 ± 4.00 | 1,234 | 11.0 | 0 |" in md
+    assert "| `attention=general` | 1 | 15.00 ± n/a | 30.00 ± n/a | 1,234 | 10.0 | 1 |" in md
+    assert "Common settings: `task=translation model=rnn_attn`" in md
+    assert "`attention=general,model=rnn_attn,seed=1,task=translation`: no results.json" in md
+    assert "![metric_by_variant](metric_by_variant.png)" in md
+    assert not (sweep / "report.md").exists()
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "attnlab.report", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_writes_into_the_sweep_folder_and_exits_0(sweep: Path) -> None:
+    done = run_cli(sweep, "--metric", "chrf")
+    assert done.returncode == 0, done.stderr
+    assert all((sweep / name).is_file() for name in report.OUTPUTS)
+    assert "| variant | seeds | chrf |" in (sweep / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda p: p.mkdir(), [], "error: no runs in"),
+        (lambda p: None, [], "is not a folder"),
+        (lambda p: translation_run(p, "dot", 0, 20.0), ["--metric", "blue"], "error: no run has metric=blue; metrics found: bleu, chrf"),
+    ],
+    ids=["empty", "missing", "unknown-metric"],
+)
+def test_cli_user_mistakes_exit_2_with_one_line(tmp_path: Path, make: Any, args: list[str], message: str) -> None:
+    make(tmp_path / "runs")
+    done = run_cli(tmp_path / "runs", *args)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
