@@ -72,6 +72,18 @@ def one_line(message: str) -> str:
     return "; ".join(parts)
 
 
+def error_text(err: BaseException) -> str:
+    """``err`` and the errors it was raised from, as one line (Hydra wraps OmegaConf's reason)."""
+    parts: list[str] = []
+    cause: Optional[BaseException] = err
+    while cause is not None:
+        text = one_line(str(cause))
+        if text and text not in parts:
+            parts.append(text)
+        cause = cause.__cause__
+    return "; ".join(parts) or type(err).__name__
+
+
 def default_checker() -> Callable[[DictConfig], None]:
     """attnlab's own config check, imported only when a sweep needs it."""
     from attnlab.app import check_config
@@ -97,7 +109,7 @@ def find_bad_jobs(
         try:
             check(compose(list(overrides)))
         except (UserError, HydraException, OmegaConfBaseException) as err:
-            bad.append((overrides, one_line(str(err))))
+            bad.append((overrides, error_text(err)))
     return bad
 
 
