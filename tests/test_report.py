@@ -57,7 +57,8 @@ def translation_run(root: Path, attention: str, seed: int, bleu: Optional[float]
     results = None
     if bleu is not None:
         results = {"task": "translation", "model": "rnn_attn", "attention": attention, "seed": seed}
-        results.update(bleu=bleu, chrf=bleu * 2, num_params=1000 + (attention != "none") * 234, train_seconds=10.0 + seed)
+        num_params = 1000 if attention == "none" else 1234
+        results.update(bleu=bleu, chrf=bleu * 2, num_params=num_params, train_seconds=10.0 + seed)
     valid = [{"epoch": 1, "step": 10, "bleu": bleu / 2}, {"epoch": 2, "step": 20, "bleu": bleu}] if bleu else []
     folder = root / ",".join(sorted(overrides))
     return make_run(folder, overrides, results, valid, config=translation_config(attention, seed))
@@ -241,7 +242,11 @@ def test_cli_writes_into_the_sweep_folder_and_exits_0(sweep: Path) -> None:
     [
         (lambda p: p.mkdir(), [], "error: no runs in"),
         (lambda p: None, [], "is not a folder"),
-        (lambda p: translation_run(p, "dot", 0, 20.0), ["--metric", "blue"], "error: no run has metric=blue; metrics found: bleu, chrf"),
+        (
+            lambda p: translation_run(p, "dot", 0, 20.0),
+            ["--metric", "blue"],
+            "error: no run has metric=blue; metrics found: bleu, chrf",
+        ),
     ],
     ids=["empty", "missing", "unknown-metric"],
 )

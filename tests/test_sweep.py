@@ -121,8 +121,8 @@ def test_find_bad_jobs_collects_every_problem_and_lets_bugs_through() -> None:
 
 
 def test_one_line_drops_omegaconf_noise() -> None:
-    message = "Error merging override seed=abc\nValue 'abc' could not be converted\n    full_key: seed\n    object_type=Config"
-    assert one_line(message) == "Error merging override seed=abc; Value 'abc' could not be converted"
+    message = "Error merging override seed=abc\nValue 'abc' is no int\n    full_key: seed\n    object_type=Config"
+    assert one_line(message) == "Error merging override seed=abc; Value 'abc' is no int"
 
 
 # ----------------------------------------------------------------------------- a valid sweep
