@@ -63,6 +63,14 @@ def job_errors(stderr: str) -> list[str]:
 # ----------------------------------------------------------------------------- the grid check
 
 
+def test_hydra_discovers_the_sweeper(tmp_path: Path) -> None:
+    """Hydra's plugin scan imports the module its own way (a module-level error breaks every run)."""
+    command = [sys.executable, "-m", "attnlab", "--info", "plugins"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "AttnlabSweeper" in done.stdout and "Traceback" not in done.stderr
+
+
 def test_a_bad_job_stops_the_sweep_before_any_job_runs(tmp_path: Path) -> None:
     done = sweep(tmp_path, "task=translation", "model=rnn_attn,vit", "seed=0,1")
     assert done.returncode == 2, done.stderr

@@ -21,7 +21,6 @@ No ``from __future__ import annotations`` here: Hydra's scan executes this modul
 ``sys.modules``, and dataclasses then cannot resolve string annotations.
 """
 
-
 import logging
 import sys
 import time
