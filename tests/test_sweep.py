@@ -159,21 +159,39 @@ def test_valid_sweep_runs_every_job_in_a_folder_named_by_its_overrides(tmp_path:
     assert curve == [(4.0, 5.25, pytest.approx(0.125**0.5)), (8.0, 10.5, pytest.approx(0.5**0.5))]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("attnlab.tasks.translation") is None,
-    reason="attnlab.tasks.translation does not exist yet (being written); the real sweep needs it",
+# Tiny settings per task: a real sweep of two variants in seconds on a CPU.
+TINY = {
+    "translation": [
+        "model=rnn_attn", "data.max_train_pairs=64", "data.max_eval_sentences=8",
+        "data.vocab_size=300", "model.emb_dim=16", "model.hidden_dim=16", "model.attn_dim=16",
+    ],
+    "vision": ["data.max_train=128", "model.dim=16", "model.depth=1", "model.heads=2"],
+}  # fmt: skip
+ATTENTIONS = {"translation": ("none", "dot"), "vision": ("dot", "additive")}  # the variants swept
+COMMON_TINY = [
+    "seed=0", "trainer.epochs=1", "trainer.batch_size=32", "trainer.progress=false", "trainer.num_threads=1",
+    "viz.enabled=false", "device=cpu",
+]  # fmt: skip
+
+
+def task_exists(task: str) -> bool:
+    return importlib.util.find_spec(f"attnlab.tasks.{task}") is not None
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        pytest.param(t, marks=pytest.mark.skipif(not task_exists(t), reason=f"attnlab.tasks.{t} does not exist yet"))
+        for t in TINY
+    ],
 )
-def test_tiny_real_translation_sweep_and_its_report(tmp_path: Path) -> None:
-    tiny = [
-        "data.max_train_pairs=64", "data.max_eval_sentences=8", "data.vocab_size=300",
-        "model.emb_dim=16", "model.hidden_dim=16", "model.attn_dim=16",
-        "trainer.epochs=1", "trainer.batch_size=16", "trainer.progress=false", "trainer.num_threads=1",
-        "viz.enabled=false", "device=cpu",
-    ]  # fmt: skip
-    done = sweep(tmp_path, "task=translation", "model=rnn_attn", "attention=none,dot", "seed=0", *tiny, fake=False)
+def test_tiny_real_sweep_and_its_report(tmp_path: Path, task: str) -> None:
+    attentions = ATTENTIONS[task]
+    done = sweep(tmp_path, f"task={task}", f"attention={','.join(attentions)}", *TINY[task], *COMMON_TINY, fake=False)
     assert done.returncode == 0, done.stderr[-3000:]
     paths = report.write_report(tmp_path / "sweep")
     rows = report.summarize(report.load_runs(tmp_path / "sweep"))
-    assert sorted(r.variant for r in rows) == ["attention=dot", "attention=none"]
-    assert all(r.n_seeds == 1 and r.stats["bleu"].mean is not None for r in rows)
+    assert sorted(r.variant for r in rows) == sorted(f"attention={a}" for a in attentions)
+    assert all(r.task == task and r.n_seeds == 1 and r.primary.mean is not None for r in rows)
+    assert all(r.num_params and r.train_seconds.mean is not None for r in rows)
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
