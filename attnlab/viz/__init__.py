@@ -1,1 +1,1 @@
-"""Pictures of attention: heatmaps for translation, CLS maps and rollout for the ViT."""
+"""Attention pictures: source x target heatmaps for translation."""

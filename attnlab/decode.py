@@ -1,0 +1,157 @@
+"""Batched greedy and beam search over the :class:`attnlab.models.seq2seq.Seq2Seq` interface.
+
+Both searches call ``model.encode`` once, then ``model.step`` once per output position for the
+whole batch, so they serve the RNN and the Transformer alike. Each sentence b may produce at most
+``max_len_b = floor(a * source_length_b + b)`` tokens before the end-of-sentence token
+(``DecodeConfig.max_len_a``, ``max_len_b``; the source length counts its subwords and eos).
+
+Beam search keeps ``beam_size`` hypotheses per sentence. A hypothesis that has produced eos is
+finished: it stays in its beam with a frozen score (it is extended with pad at log-probability 0),
+so finished and unfinished hypotheses compete on one normalised score,
+
+    score(Y) = log P(Y | X) / lp(Y),   lp(Y) = ((5 + |Y|) / 6) ** alpha     (Wu et al. 2016, eq. 14)
+
+with |Y| counting the tokens including eos and alpha = ``length_penalty`` (0 = raw log-probability).
+The search stops when every hypothesis of every sentence is finished.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from attnlab.config import DecodeConfig
+from attnlab.models.seq2seq import Seq2Seq
+
+
+@dataclass
+class Hypothesis:
+    """One translation: token ids (without bos/eos), its log-probability, and the attention
+    weights (len(tokens) + 1, S) of each output step (eos included) over the source, if asked."""
+
+    tokens: list[int]
+    log_prob: float
+    attention: Tensor | None = None
+
+
+def max_lengths(src_lengths: Tensor, a: float, b: int) -> Tensor:
+    """floor(a * source length + b) per sentence (B,), at least 1."""
+    return (src_lengths.double() * a + b).floor().clamp(min=1).long()
+
+
+def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
+    """GNMT's lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14)."""
+    return ((5.0 + lengths.float()) / 6.0) ** alpha
+
+
+def _force_eos(logp: Tensor, rows: Tensor, eos: int) -> Tensor:
+    """Log-probabilities where ``rows`` (N,) bool may only emit eos (max length reached)."""
+    forced = torch.full_like(logp, -math.inf)
+    forced[:, eos] = 0.0
+    return torch.where(rows.unsqueeze(1), forced, logp)
+
+
+@torch.no_grad()
+def greedy_search(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False
+) -> list[Hypothesis]:
+    """Pick the most probable token at each step, for a batch src (B, S) with lengths (B,)."""
+    B = src.shape[0]
+    memory = model.encode(src, src_lengths)
+    state = model.init_state(memory)
+    limit = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b).to(src.device)  # (B,)
+    tokens = torch.full((B,), model.bos_id, dtype=torch.long, device=src.device)
+    done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    score = torch.zeros(B, device=src.device)
+    out: list[Tensor] = []
+    weights: list[Tensor] = []
+    for t in range(int(limit.max()) + 1):
+        logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B, V)
+        logp = _force_eos(logp, limit <= t, model.eos_id)
+        best_logp, tokens = logp.max(dim=-1)  # (B,)
+        score += torch.where(done, 0.0, best_logp)
+        tokens = tokens.masked_fill(done, model.pad_id)
+        out.append(tokens)
+        if w is not None:
+            weights.append(w)
+        done |= tokens == model.eos_id
+        if bool(done.all()):
+            break
+    ids = torch.stack(out, dim=1)  # (B, T)
+    alpha = torch.stack(weights, dim=1) if weights else None  # (B, T, S)
+    return [_hypothesis(ids[b], float(score[b]), alpha[b] if alpha is not None else None, src_lengths[b], model)
+            for b in range(B)]
+
+
+def _hypothesis(ids: Tensor, log_prob: float, alpha: Tensor | None, src_len: Tensor, model: Seq2Seq) -> Hypothesis:
+    """Cut a row of output ids at eos; keep the attention rows of the kept steps (eos included)."""
+    row = ids.tolist()
+    n = row.index(model.eos_id) if model.eos_id in row else len(row)
+    tokens = [i for i in row[:n] if i != model.pad_id]
+    weights = alpha[: n + 1, : int(src_len)].clone() if alpha is not None else None
+    return Hypothesis(tokens, log_prob, weights)
+
+
+@torch.no_grad()
+def beam_search(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False
+) -> list[Hypothesis]:
+    """Beam search with GNMT length normalisation; see the module docstring."""
+    B, K, dev = src.shape[0], cfg.beam_size, src.device
+    flat = torch.arange(B, device=dev).repeat_interleave(K)  # (B*K,): sentence of each row
+    memory = model.encode(src, src_lengths).select(flat)
+    state = model.init_state(memory)
+    limit = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b).to(dev).repeat_interleave(K)  # (B*K,)
+    tokens = torch.full((B * K,), model.bos_id, dtype=torch.long, device=dev)
+    # only the first hypothesis of each beam is live at the start (the others would duplicate it)
+    scores = torch.full((B, K), -math.inf, device=dev)
+    scores[:, 0] = 0.0
+    finished = torch.zeros(B * K, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(B * K, dtype=torch.long, device=dev)  # tokens so far, eos included
+    history = torch.empty(B * K, 0, dtype=torch.long, device=dev)
+    attn_history: Tensor | None = None
+    for t in range(int(limit.max()) + 1):
+        logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B*K, V)
+        V = logp.shape[-1]
+        logp = _force_eos(logp, limit <= t, model.eos_id)
+        # a finished hypothesis extends with pad at no cost: its score and length stay frozen
+        frozen = torch.full_like(logp, -math.inf)
+        frozen[:, model.pad_id] = 0.0
+        logp = torch.where(finished.unsqueeze(1), frozen, logp)
+        new_len = lengths + (~finished).long()  # (B*K,)
+        total = scores.view(B * K, 1) + logp  # (B*K, V)
+        normed = total / length_penalty(new_len, cfg.length_penalty).unsqueeze(1)  # (B*K, V)
+        top_normed, top = normed.view(B, K * V).topk(K, dim=1)  # (B, K)
+        beam, token = top // V, top % V  # which hypothesis each winner extends, with which token
+        rows = (torch.arange(B, device=dev).unsqueeze(1) * K + beam).view(-1)  # (B*K,)
+        tokens = token.view(-1)
+        scores = total.view(B, K * V).gather(1, top)  # raw log-probabilities (B, K)
+        lengths = new_len.index_select(0, rows)
+        finished = finished.index_select(0, rows) | (tokens == model.eos_id)
+        history = torch.cat([history.index_select(0, rows), tokens.unsqueeze(1)], dim=1)  # (B*K, t+1)
+        if w is not None:
+            step_w = w.index_select(0, rows).unsqueeze(1)  # (B*K, 1, S)
+            attn_history = step_w if attn_history is None else torch.cat(
+                [attn_history.index_select(0, rows), step_w], dim=1
+            )
+        state = model.reorder(state, rows)
+        if bool(finished.all()):
+            break
+    # topk sorts each beam, so hypothesis 0 has the best normalised score
+    best = torch.arange(B, device=dev) * K  # (B,)
+    return [
+        _hypothesis(history[r], float(scores.view(-1)[r]),
+                    attn_history[r] if attn_history is not None else None, src_lengths[b], model)
+        for b, r in enumerate(best.tolist())
+    ]
+
+
+def translate_batch(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False
+) -> list[Hypothesis]:
+    """Greedy search when ``cfg.beam_size == 1``, beam search otherwise."""
+    search = greedy_search if cfg.beam_size <= 1 else beam_search
+    return search(model, src, src_lengths, cfg, need_weights)

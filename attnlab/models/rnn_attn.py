@@ -1,0 +1,359 @@
+"""RNN encoder-decoder with attention, following the seed's equations literally.
+
+Encoder (Bahdanau et al. 2015, sec. 3.2): a (bi)directional GRU or LSTM reads the source
+x_1..x_m into states h_1..h_m (forward and backward halves concatenated, each direction
+``hidden_dim // 2`` wide, so h_i has ``hidden_dim`` features, as OpenNMT's ``brnn``).
+
+Decoder, one step t (the seed; Luong et al. 2015, sec. 3.3 "input feeding"):
+
+    s_t   = RNN([x'_t ; c_{t-1}], s_{t-1})          the previous context is an input
+    k_i   = W_K h_i                                  keys, computed once per sentence
+    q_t   = W_Q s_t                                  query
+    a~_ti = score(q_t, k_i)                          dot = k_i^T q_t (seed), or any other scoring
+    alpha_t = softmax(a~_t)                          padded source positions masked out
+    c_t   = sum_i alpha_ti h_i                       values are the raw encoder states
+    h~_t  = tanh(W_c [s_t ; c_t])                    Luong et al. 2015, eq. 5
+    p(y_t | y_<t, x) = softmax(W_s h~_t)             Luong et al. 2015, eq. 6 (W_s may be tied
+                                                     to the target embedding, Press & Wolf 2017)
+
+The decoder starts from s_0 = tanh(W_b [h->_m ; h<-_1]) (Bahdanau et al. 2015, appendix A.2.2)
+and c_0 = 0. With ``attention=none`` the model is the classic encoder-decoder (Sutskever et al.
+2014; Cho et al. 2014): the same s_0 from the encoder's final states, no context vectors,
+h~_t = tanh(W_c s_t).
+
+Speed. Teacher-forced training runs a Python loop over target positions, so the loop does only
+what depends on the previous step: the target embeddings and their input-to-hidden product
+(W_ih x'_t for every t), the keys W_K h_i and the output layer over all positions are computed
+outside the loop, in a few large matrix products.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.attention import attend, make_score, padding_mask
+from attnlab.attention.scores import AdditiveScore, Score
+from attnlab.config import AttentionConfig, RNNAttnConfig
+from attnlab.errors import UserError
+from attnlab.models.seq2seq import Memory, Seq2Seq
+
+CellState = Union[Tensor, tuple[Tensor, Tensor]]  # GRU: h (B, H); LSTM: (h, c), each (B, H)
+
+
+# ----------------------------------------------------------------------------- recurrent cells
+
+
+class GRUStep(nn.Module):
+    """One GRU step (Cho et al. 2014, eq. 5-8), with torch's gate layout and initialisation.
+
+        r = sigma(W_ir x + b_ir + W_hr h + b_hr)
+        z = sigma(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        h' = (1 - z) * n + z * h
+
+    The input is split in two parts: ``pre_dim`` features known before the time loop (the
+    embedding of x'_t), whose product W_ih x can be computed for all steps at once by
+    :meth:`precompute`, and ``step_dim`` features known only inside the loop (c_{t-1}).
+    Equal to :class:`torch.nn.GRUCell` on the concatenated input (tested).
+    """
+
+    gates = 3
+
+    def __init__(self, pre_dim: int, step_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        g = self.gates * hidden_dim
+        self.hidden_dim = hidden_dim
+        self.weight_pre = nn.Parameter(torch.empty(g, pre_dim)) if pre_dim else None
+        self.weight_step = nn.Parameter(torch.empty(g, step_dim)) if step_dim else None
+        self.bias_ih = nn.Parameter(torch.empty(g))
+        self.weight_hh = nn.Parameter(torch.empty(g, hidden_dim))
+        self.bias_hh = nn.Parameter(torch.empty(g))
+        bound = 1.0 / math.sqrt(hidden_dim)  # as torch.nn.GRUCell / LSTMCell
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def precompute(self, x_pre: Tensor) -> Tensor:
+        """W_ih[:, :pre] x + b_ih for inputs (..., pre_dim) -> (..., gates * H)."""
+        return F.linear(x_pre, self.weight_pre, self.bias_ih)
+
+    def _input_gates(self, pre: Tensor | None, x: Tensor | None) -> Tensor:
+        if x is None:  # everything precomputed
+            return pre
+        gx = F.linear(x, self.weight_step, self.bias_ih if pre is None else None)  # (B, G)
+        return gx if pre is None else pre + gx
+
+    def forward(self, pre: Tensor | None, x: Tensor | None, state: CellState) -> CellState:
+        h = state
+        gi = self._input_gates(pre, x)  # (B, 3H)
+        gh = F.linear(h, self.weight_hh, self.bias_hh)  # (B, 3H)
+        H = self.hidden_dim
+        rz = torch.sigmoid(gi[:, : 2 * H] + gh[:, : 2 * H])  # (B, 2H)
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+        return n + z * (h - n)  # = (1 - z) * n + z * h
+
+    @staticmethod
+    def output(state: CellState) -> Tensor:
+        return state
+
+    def initial(self, h0: Tensor) -> CellState:
+        return h0
+
+
+class LSTMStep(GRUStep):
+    """One LSTM step (Hochreiter & Schmidhuber 1997; torch's gate order i, f, g, o).
+
+        i, f, g, o = sigma, sigma, tanh, sigma (W_i x + b_i + W_h h + b_h)
+        c' = f * c + i * g ;  h' = o * tanh(c')
+
+    Same input split as :class:`GRUStep`; equal to :class:`torch.nn.LSTMCell` (tested).
+    """
+
+    gates = 4
+
+    def forward(self, pre: Tensor | None, x: Tensor | None, state: CellState) -> CellState:
+        h, c = state
+        gates = self._input_gates(pre, x) + F.linear(h, self.weight_hh, self.bias_hh)  # (B, 4H)
+        H = self.hidden_dim
+        ifo = torch.sigmoid(torch.cat([gates[:, : 2 * H], gates[:, 3 * H :]], dim=1))  # (B, 3H)
+        g = torch.tanh(gates[:, 2 * H : 3 * H])
+        c = ifo[:, H : 2 * H] * c + ifo[:, :H] * g
+        return ifo[:, 2 * H :] * torch.tanh(c), c
+
+    @staticmethod
+    def output(state: CellState) -> Tensor:
+        return state[0]
+
+    def initial(self, h0: Tensor) -> CellState:
+        return h0, torch.zeros_like(h0)
+
+
+CELLS: dict[str, type[GRUStep]] = {"gru": GRUStep, "lstm": LSTMStep}
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence of x (B, S, ...) within its length; padding stays at the end.
+
+    The permutation is its own inverse, so applying it twice gives x back.
+    """
+    B, S = x.shape[:2]
+    t = torch.arange(S, device=x.device).unsqueeze(0)  # (1, S)
+    idx = torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)  # (B, S)
+    return x.gather(1, idx.view(B, S, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class Encoder(nn.Module):
+    """Stacked (bi)directional RNN over padded batches (Bahdanau et al. 2015, sec. 3.2).
+
+    Equal to ``torch.nn.GRU``/``LSTM`` on packed sequences (tested), but faster to train on a
+    CPU: each layer computes W_ih x for all positions and both directions in one product, and
+    the backward direction runs on each sentence reversed within its own length, so padding
+    never reaches a real position. Each direction is ``hidden_dim // 2`` wide when bidirectional.
+
+    Returns the states h (B, S, H) (zero at padded positions) and the summary [h->_m ; h<-_1]
+    (B, H) of the top layer (for the decoder's initial state).
+    """
+
+    def __init__(
+        self, step_cls: type[GRUStep], emb_dim: int, hidden_dim: int, layers: int, bidirectional: bool, dropout: float
+    ) -> None:
+        super().__init__()
+        self.directions = 2 if bidirectional else 1
+        width = hidden_dim // self.directions
+        self.cells = nn.ModuleList(
+            [step_cls(emb_dim if i < self.directions else hidden_dim, 0, width) for i in range(layers * self.directions)]
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        B, S, _ = x.shape
+        last = (lengths - 1).clamp(min=0).view(B, 1, 1)  # index of each sentence's last token
+        real = padding_mask(lengths, S).transpose(1, 2)  # (B, S, 1)
+        summary: list[Tensor] = []
+        for layer in range(len(self.cells) // self.directions):
+            if layer:
+                x = self.dropout(x)
+            outputs, summary = [], []
+            for d in range(self.directions):
+                cell = self.cells[layer * self.directions + d]
+                inp = reverse_padded(x, lengths) if d else x  # backward direction: read right to left
+                out = self._run(cell, cell.precompute(inp))  # (B, S, h)
+                summary.append(out.gather(1, last.expand(B, 1, out.shape[2])).squeeze(1))  # (B, h)
+                outputs.append(reverse_padded(out, lengths) if d else out)
+            x = torch.cat(outputs, dim=-1) * real  # [h->_i ; h<-_i]: (B, S, H), zero at padding
+        return x, torch.cat(summary, dim=-1)  # (B, S, H), (B, H)
+
+    @staticmethod
+    def _run(cell: GRUStep, pre: Tensor) -> Tensor:
+        """Left-to-right over pre-computed input gates (B, S, G) -> outputs (B, S, h)."""
+        state = cell.initial(pre.new_zeros(pre.shape[0], cell.hidden_dim))
+        outs = []
+        for pre_t in pre.unbind(dim=1):  # (B, G)
+            state = cell(pre_t, None, state)
+            outs.append(cell.output(state))
+        return torch.stack(outs, dim=1)
+
+
+class _PrecomputedAdditive(Score):
+    """The additive score reading keys already passed through its U (done once per sentence)."""
+
+    def __init__(self, inner: AdditiveScore) -> None:
+        super().__init__(inner.query_dim, inner.key_dim)
+        self.inner = inner
+
+    def forward(self, q: Tensor, projected_keys: Tensor) -> Tensor:
+        return self.inner(q, projected_keys, projected_keys=projected_keys)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+@dataclass
+class DecoderState:
+    """s_{t-1} of every decoder layer and the previous context c_{t-1} (None without attention)."""
+
+    layers: list[CellState]
+    context: Tensor | None
+
+
+def _select(state: CellState, index: Tensor) -> CellState:
+    if isinstance(state, tuple):
+        return tuple(s.index_select(0, index) for s in state)  # type: ignore[return-value]
+    return state.index_select(0, index)
+
+
+class RNNAttention(Seq2Seq):
+    """The seed's RNN translator; see the module docstring for the equations.
+
+    Args:
+        cfg: sizes, cell type, dropout, tying (:class:`attnlab.config.RNNAttnConfig`).
+        attention: the scoring (``none`` = no attention) and the additive score's hidden size.
+        src_vocab, tgt_vocab: vocabulary sizes (pad = 0).
+    """
+
+    def __init__(self, cfg: RNNAttnConfig, attention: AttentionConfig, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        step_cls = CELLS[str(cfg.cell)]
+        if cfg.bidirectional and cfg.hidden_dim % 2:
+            raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
+        H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
+        self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
+        self.dropout = nn.Dropout(cfg.dropout)
+        # encoder
+        self.src_embed = nn.Embedding(src_vocab, E, padding_idx=self.pad_id)
+        self.encoder = Encoder(step_cls, E, H, cfg.enc_layers, cfg.bidirectional, cfg.dropout)
+        self.bridge = nn.Linear(H, cfg.dec_layers * H)  # s_0 = tanh(W_b [h->_m; h<-_1]) per layer
+        # attention: keys W_K h_i, query W_Q s_t, score(q, k); values = raw h_i (H wide)
+        ctx_dim = H if self.use_attention else 0
+        if self.use_attention:
+            self.key_proj = nn.Linear(H, A, bias=False)  # W_K
+            self.query_proj = nn.Linear(H, A, bias=False)  # W_Q
+            self.score = make_score(str(attention.score), A, A, hidden_dim=attention.additive_dim)
+        # decoder: layer 0 reads [x'_t ; c_{t-1}], upper layers the layer below
+        self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=self.pad_id)
+        self.cells = nn.ModuleList(
+            [step_cls(E, ctx_dim, H)] + [step_cls(0, H, H) for _ in range(cfg.dec_layers - 1)]
+        )
+        self.combine = nn.Linear(H + ctx_dim, E)  # W_c: h~_t = tanh(W_c [s_t; c_t])
+        self.out = nn.Linear(E, tgt_vocab)  # W_s
+        for emb in (self.src_embed, self.tgt_embed):
+            nn.init.normal_(emb.weight, std=E**-0.5)
+            with torch.no_grad():
+                emb.weight[self.pad_id].zero_()
+        if cfg.tie_embeddings:
+            self.out.weight = self.tgt_embed.weight
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Memory:
+        """src (B, S), lengths (B,) -> states h (B, S, H), mask (B, 1, S), keys W_K h (B, S, A)."""
+        S = src.shape[1]
+        lengths = src_lengths.to(src.device)
+        states, summary = self.encoder(self.dropout(self.src_embed(src)), lengths)  # (B, S, H), (B, H)
+        extra = {"summary": summary}
+        if self.use_attention:
+            keys = self.key_proj(states)  # k_i = W_K h_i: (B, S, A), once per sentence
+            if isinstance(self.score, AdditiveScore):
+                keys = self.score.project_keys(keys)  # U k_i, also once per sentence
+            extra["keys"] = keys
+        return Memory(states, padding_mask(lengths, S), extra)  # mask (B, 1, S)
+
+    def _score(self) -> Score:
+        return _PrecomputedAdditive(self.score) if isinstance(self.score, AdditiveScore) else self.score
+
+    # ------------------------------------------------------------------ decoder
+    def init_state(self, memory: Memory) -> DecoderState:
+        B, H = memory.states.shape[0], self.hidden_dim
+        s0 = torch.tanh(self.bridge(memory.extra["summary"]))  # (B, L * H)
+        s0 = s0.view(B, len(self.cells), H).transpose(0, 1)  # (L, B, H)
+        layers = [cell.initial(s0[i]) for i, cell in enumerate(self.cells)]
+        context = memory.states.new_zeros(B, H) if self.use_attention else None  # c_0 = 0
+        return DecoderState(layers, context)
+
+    def _advance(
+        self, pre: Tensor, state: DecoderState, memory: Memory, score: Score | None, need_weights: bool
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """One decoder step from the precomputed W x'_t (B, G): returns s_t (B, H), the new state
+        (with c_t) and alpha_t (B, S) when asked for."""
+        layers: list[CellState] = []
+        x: Tensor | None = state.context  # c_{t-1} (B, H) or None
+        for i, cell in enumerate(self.cells):
+            new = cell(pre if i == 0 else None, x, state.layers[i])  # s_t = RNN([x'_t; c_{t-1}], s_{t-1})
+            layers.append(new)
+            x = self.dropout(cell.output(new)) if i + 1 < len(self.cells) else None
+        top = self.cells[-1].output(layers[-1])  # s_t (B, H)
+        if not self.use_attention:
+            return top, DecoderState(layers, None), None
+        q = self.query_proj(top).unsqueeze(1)  # q_t = W_Q s_t: (B, A) -> (B, 1, A)
+        context, weights = attend(
+            q, memory.extra["keys"], memory.states, score, memory.mask, need_weights=need_weights
+        )  # c_t = sum_i alpha_ti h_i: (B, 1, H); alpha: (B, 1, S)
+        weights = weights.squeeze(1) if weights is not None else None
+        return top, DecoderState(layers, context.squeeze(1)), weights
+
+    def _readout(self, s: Tensor, context: Tensor | None) -> Tensor:
+        """Logits of p(y_t) from s_t and c_t (..., H) -> (..., V) (Luong et al. 2015, eq. 5-6)."""
+        features = s if context is None else torch.cat([s, context], dim=-1)  # [s_t; c_t]
+        return self.out(self.dropout(torch.tanh(self.combine(features))))
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: src (B, S), tgt_in (B, T) starting with bos -> logits (B, T, V)."""
+        memory = self.encode(src, src_lengths)
+        state = self.init_state(memory)
+        score = self._score() if self.use_attention else None
+        emb = self.dropout(self.tgt_embed(tgt_in))  # x'_t for all t: (B, T, E)
+        pre = self.cells[0].precompute(emb)  # W_ih x'_t + b for all t: (B, T, G)
+        tops: list[Tensor] = []
+        contexts: list[Tensor] = []
+        # unbind, not pre[:, t]: its backward is one stack, not T zero-filled (B, T, G) tensors
+        for pre_t in pre.unbind(dim=1):  # (B, G) each
+            top, state, _ = self._advance(pre_t, state, memory, score, need_weights=False)
+            tops.append(top)
+            if state.context is not None:
+                contexts.append(state.context)
+        s = torch.stack(tops, dim=1)  # (B, T, H)
+        c = torch.stack(contexts, dim=1) if contexts else None  # (B, T, H)
+        return self._readout(s, c)  # all positions at once: (B, T, V)
+
+    def step(
+        self, tokens: Tensor, state: DecoderState, memory: Memory, need_weights: bool = False
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """tokens (B,) -> log p(next token) (B, V), new state, alpha_t (B, S) or None."""
+        pre = self.cells[0].precompute(self.tgt_embed(tokens))  # (B, G)
+        score = self._score() if self.use_attention else None
+        top, state, weights = self._advance(pre, state, memory, score, need_weights)
+        return F.log_softmax(self._readout(top, state.context), dim=-1), state, weights
+
+    def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
+        context = state.context.index_select(0, index) if state.context is not None else None
+        return DecoderState([_select(s, index) for s in state.layers], context)
+
+
+def build(cfg: Any, src_vocab: int, tgt_vocab: int, **_: Any) -> RNNAttention:
+    """The model registry's entry point (:func:`attnlab.models.build_model`)."""
+    return RNNAttention(cfg.model, cfg.attention, src_vocab, tgt_vocab)
