@@ -169,6 +169,9 @@ class ViTConfig:
     drop_path: float = 0.0
     posenc: str = "sincos2d"
     pool: Pool = Pool.cls
+    # mode=evaluate/predict: resize the images to [H, W] (or [S] = S x S) first; learned positions
+    # are resampled to the new grid. None = the images' own sizes.
+    eval_size: Optional[list[int]] = None
 
 
 @dataclass

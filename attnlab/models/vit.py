@@ -95,6 +95,9 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self.apply(_init_weights)
+        # the patch projection: LeCun normal, std 1/sqrt(P*P*C), so that the image, not the
+        # positional code, dominates z_0 from the first step (as the reference Flax ViT)
+        nn.init.trunc_normal_(self.patch_embed.proj.weight, std=self.patch_embed.proj.in_features**-0.5)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         if self.cls_token is not None:
@@ -181,9 +184,9 @@ class ViT(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    """Truncated-normal(0.02) linear weights, zero biases, unit LayerNorms (as the ViT reference)."""
+    """Xavier-uniform linear weights, zero biases, unit LayerNorms (as the reference Flax ViT)."""
     if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
