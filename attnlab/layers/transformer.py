@@ -9,9 +9,11 @@ Transformer and the ViT.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from attnlab.attention import MultiHeadAttention
+from attnlab.errors import UserError
 
 
 class FeedForward(nn.Module):
@@ -36,6 +38,8 @@ class DropPath(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if self.p >= 1.0:  # every branch dropped (the rescaling below would divide by zero)
+            return torch.zeros_like(x)
         keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1.0 - self.p)  # (B, 1, 1)
         return x * keep / (1.0 - self.p)
 
@@ -45,6 +49,8 @@ class Residual(nn.Module):
 
     def __init__(self, dim: int, norm: str = "pre", dropout: float = 0.0, drop_path: float = 0.0) -> None:
         super().__init__()
+        if str(norm) not in ("pre", "post"):
+            raise UserError(f"unknown norm placement '{norm}'; valid choices: post, pre")
         self.pre = str(norm) == "pre"
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
