@@ -1,0 +1,173 @@
+"""Greedy and beam search: beam 1 = greedy, beam beats greedy where it should, lengths, batching."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from attnlab.config import AttentionConfig, DecodeConfig, RNNAttnConfig
+from attnlab.decode import beam_search, greedy_search, length_penalty, max_lengths, translate_batch
+from attnlab.models.rnn_attn import RNNAttention
+from attnlab.models.seq2seq import Memory, Seq2Seq
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+class TableModel(Seq2Seq):
+    """A toy translator whose next-token distribution depends only on the last token:
+    ``table[last]`` holds probabilities over a vocabulary of 6 (the source is ignored)."""
+
+    def __init__(self, table: dict[int, list[float]], vocab: int = 6) -> None:
+        super().__init__()
+        self.vocab = vocab
+        rows = torch.full((vocab, vocab), 1e-9)
+        for last, probs in table.items():
+            rows[last] = torch.tensor(probs)
+        self.logp = (rows / rows.sum(-1, keepdim=True)).log()
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Memory:
+        return Memory(src.float().unsqueeze(-1), torch.ones(src.shape[0], 1, src.shape[1], dtype=torch.bool), {})
+
+    def init_state(self, memory: Memory) -> Tensor:
+        return torch.zeros(memory.states.shape[0])
+
+    def step(self, tokens, state, memory, need_weights=False):
+        S = memory.states.shape[1]
+        weights = torch.full((tokens.shape[0], S), 1.0 / S) if need_weights else None
+        return self.logp[tokens], state, weights
+
+    def reorder(self, state, index):
+        return state.index_select(0, index)
+
+
+def toy_beats_greedy() -> TableModel:
+    # after bos: token 3 (0.6) or token 4 (0.4); after 3 everything is uncertain (5 tokens at 0.2),
+    # after 4 eos is certain. Greedy: 3 then p <= 0.2, total <= 0.12; best: 4 eos, total 0.4.
+    return TableModel({
+        BOS: [0, 0, 0, 0.6, 0.4, 0],
+        3: [0, 0, 0.2, 0.2, 0.2, 0.4 - 1e-6],
+        4: [0, 0, 1.0, 0, 0, 0],
+        5: [0, 0, 1.0, 0, 0, 0],
+    })
+
+
+def src_batch(lengths: list[int]) -> tuple[Tensor, Tensor]:
+    S = max(lengths)
+    src = torch.zeros(len(lengths), S, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, :n] = torch.arange(n) % 5 + 3
+        src[i, n - 1] = EOS
+    return src, torch.tensor(lengths)
+
+
+class CountingModel(Seq2Seq):
+    """A toy with real state and source dependence: random next-token scores, plus an eos score
+    that grows with the number of steps taken relative to the source length; attention moves
+    along the source with the step count."""
+
+    def __init__(self, vocab: int = 7, seed: int = 0) -> None:
+        super().__init__()
+        self.table = torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(seed))
+
+    def encode(self, src, src_lengths):
+        S = src.shape[1]
+        mask = (torch.arange(S).unsqueeze(0) < src_lengths.unsqueeze(1)).unsqueeze(1)  # (B, 1, S)
+        return Memory(src.float().unsqueeze(-1), mask, {"length": src_lengths.float()})
+
+    def init_state(self, memory):
+        return torch.zeros(memory.states.shape[0])
+
+    def step(self, tokens, state, memory, need_weights=False):
+        logits = self.table[tokens].clone()
+        logits[:, EOS] += 2.0 * (state - memory.extra["length"] / 2)
+        logits[:, PAD] = -1e9
+        logits[:, BOS] = -1e9
+        S = memory.states.shape[1]
+        position = -(torch.arange(S).unsqueeze(0) - state.unsqueeze(1)).abs()  # (B, S)
+        weights = torch.softmax(position.masked_fill(~memory.mask[:, 0], -1e9), dim=-1)
+        return torch.log_softmax(logits, dim=-1), state + 1, weights if need_weights else None
+
+    def reorder(self, state, index):
+        return state.index_select(0, index)
+
+
+def random_rnn(seed=0, vocab=16) -> RNNAttention:
+    torch.manual_seed(seed)
+    cfg = OmegaConf.structured(RNNAttnConfig(emb_dim=8, hidden_dim=16, attn_dim=8, dropout=0.0))
+    model = RNNAttention(cfg, OmegaConf.structured(AttentionConfig(score="dot")), vocab, vocab).eval()
+    return model
+
+
+def test_beam_search_finds_a_better_sequence_than_greedy():
+    model = toy_beats_greedy()
+    src, lengths = src_batch([4])
+    cfg = DecodeConfig(beam_size=2, length_penalty=0.0)
+    greedy = greedy_search(model, src, lengths, cfg)[0]
+    beam = beam_search(model, src, lengths, cfg)[0]
+    assert greedy.tokens[0] == 3
+    assert beam.tokens == [4]
+    assert beam.log_prob == pytest.approx(math.log(0.4), abs=1e-4)
+    assert beam.log_prob > greedy.log_prob + 0.5  # log(0.4) vs log(0.6 * 0.4)
+
+
+@pytest.mark.parametrize("model", [random_rnn(), CountingModel()])
+def test_beam_size_one_equals_greedy(model):
+    src, lengths = src_batch([5, 3, 7, 2])
+    cfg = DecodeConfig(beam_size=1, length_penalty=0.0)
+    greedy = greedy_search(model, src, lengths, cfg)
+    beam = beam_search(model, src, lengths, cfg)
+    assert [h.tokens for h in beam] == [h.tokens for h in greedy]
+    for g, b in zip(greedy, beam):
+        assert b.log_prob == pytest.approx(g.log_prob, abs=1e-4)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_max_length_is_respected(beam_size):
+    model = TableModel({i: [0, 0, 0, 0.5, 0.5, 0] for i in range(6)})  # never eos
+    src, lengths = src_batch([2, 5, 8])
+    cfg = DecodeConfig(beam_size=beam_size, max_len_a=0.5, max_len_b=1)
+    hyps = translate_batch(model, src, lengths, cfg)
+    assert [len(h.tokens) for h in hyps] == max_lengths(lengths, 0.5, 1).tolist() == [2, 3, 5]
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_batch_result_equals_one_by_one(beam_size):
+    model = CountingModel()
+    src, lengths = src_batch([6, 2, 4, 9, 3, 12, 5])
+    cfg = DecodeConfig(beam_size=beam_size, max_len_a=1.0, max_len_b=3)
+    batch = translate_batch(model, src, lengths, cfg, need_weights=True)
+    assert len({len(h.tokens) for h in batch}) > 1  # sentences end at different steps
+    for i, hyp in enumerate(batch):
+        n = int(lengths[i])
+        alone = translate_batch(model, src[i : i + 1, :n], lengths[i : i + 1], cfg, need_weights=True)[0]
+        assert hyp.tokens == alone.tokens
+        assert hyp.log_prob == pytest.approx(alone.log_prob, abs=1e-4)
+        torch.testing.assert_close(hyp.attention, alone.attention)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_of_the_chosen_hypothesis_has_one_row_per_output_step(beam_size):
+    model = random_rnn()
+    src, lengths = src_batch([5, 3])
+    for hyp, n in zip(translate_batch(model, src, lengths, DecodeConfig(beam_size=beam_size), need_weights=True), [5, 3]):
+        assert hyp.attention.shape == (len(hyp.tokens) + 1, n)  # + the eos step; real source only
+        torch.testing.assert_close(hyp.attention.sum(-1), torch.ones(len(hyp.tokens) + 1))
+
+
+def test_length_penalty_is_gnmt_and_changes_the_choice():
+    assert length_penalty(torch.tensor([1]), 1.0).item() == pytest.approx(1.0)
+    assert length_penalty(torch.tensor([7]), 0.5).item() == pytest.approx(math.sqrt(2.0))
+    # short: "4 eos" p=0.4 (2 tokens); long: "3 5 5 eos" p=0.6*0.4*...; strong alpha favours long
+    model = TableModel({
+        BOS: [0, 0, 0, 0.55, 0.45, 0],
+        3: [0, 0, 0.05, 0, 0, 0.95],
+        4: [0, 0, 1.0, 0, 0, 0],
+        5: [0, 0, 0.05, 0, 0, 0.95],
+    })
+    src, lengths = src_batch([6])
+    raw = beam_search(model, src, lengths, DecodeConfig(beam_size=3, length_penalty=0.0))[0]
+    long = beam_search(model, src, lengths, DecodeConfig(beam_size=3, length_penalty=3.0))[0]
+    assert raw.tokens == [4]
+    assert len(long.tokens) > 1

@@ -1,0 +1,188 @@
+"""The RNN translator: cells and encoder equal torch's, the seed's equations by hand, masking,
+every scoring trains and decodes."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from attnlab.config import AttentionConfig, RNNAttnConfig
+from attnlab.decode import greedy_search
+from attnlab.config import DecodeConfig
+from attnlab.models.rnn_attn import DecoderState, Encoder, GRUStep, LSTMStep, RNNAttention, reverse_padded
+from attnlab.models.seq2seq import Memory
+
+SCORES = ["dot", "scaled_dot", "general", "additive", "none"]
+
+
+def make_model(score="dot", vocab=12, **sizes) -> RNNAttention:
+    defaults = dict(emb_dim=8, hidden_dim=16, attn_dim=8, dropout=0.0)
+    cfg = OmegaConf.structured(RNNAttnConfig(**{**defaults, **sizes}))
+    return RNNAttention(cfg, OmegaConf.structured(AttentionConfig(score=score)), vocab, vocab)
+
+
+def test_gru_step_equals_torch_gru_cell():
+    torch.manual_seed(0)
+    step, ref = GRUStep(3, 2, 4), nn.GRUCell(5, 4)
+    with torch.no_grad():
+        ref.weight_ih.copy_(torch.cat([step.weight_pre, step.weight_step], dim=1))
+        ref.weight_hh.copy_(step.weight_hh)
+        ref.bias_ih.copy_(step.bias_ih)
+        ref.bias_hh.copy_(step.bias_hh)
+    x_pre, x_step, h = torch.randn(6, 3), torch.randn(6, 2), torch.randn(6, 4)
+    torch.testing.assert_close(step(step.precompute(x_pre), x_step, h), ref(torch.cat([x_pre, x_step], 1), h))
+
+
+def test_lstm_step_equals_torch_lstm_cell():
+    torch.manual_seed(0)
+    step, ref = LSTMStep(3, 2, 4), nn.LSTMCell(5, 4)
+    with torch.no_grad():
+        ref.weight_ih.copy_(torch.cat([step.weight_pre, step.weight_step], dim=1))
+        ref.weight_hh.copy_(step.weight_hh)
+        ref.bias_ih.copy_(step.bias_ih)
+        ref.bias_hh.copy_(step.bias_hh)
+    x_pre, x_step, h, c = torch.randn(6, 3), torch.randn(6, 2), torch.randn(6, 4), torch.randn(6, 4)
+    got, want = step(step.precompute(x_pre), x_step, (h, c)), ref(torch.cat([x_pre, x_step], 1), (h, c))
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+
+
+def test_reverse_padded_reverses_within_length_and_is_an_involution():
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    assert reverse_padded(x, lengths).tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+    assert torch.equal(reverse_padded(reverse_padded(x, lengths), lengths), x)
+
+
+@pytest.mark.parametrize("cell,rnn", [("gru", nn.GRU), ("lstm", nn.LSTM)])
+def test_encoder_equals_torch_rnn_on_packed_sequences(cell, rnn):
+    """Reference path: torch's packed bidirectional 2-layer RNN with the same weights."""
+    torch.manual_seed(0)
+    step_cls = {"gru": GRUStep, "lstm": LSTMStep}[cell]
+    enc = Encoder(step_cls, emb_dim=5, hidden_dim=8, layers=2, bidirectional=True, dropout=0.0)
+    ref = rnn(5, 4, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for layer in range(2):
+            for d, suffix in enumerate(["", "_reverse"]):
+                c = enc.cells[layer * 2 + d]
+                getattr(ref, f"weight_ih_l{layer}{suffix}").copy_(c.weight_pre)
+                getattr(ref, f"weight_hh_l{layer}{suffix}").copy_(c.weight_hh)
+                getattr(ref, f"bias_ih_l{layer}{suffix}").copy_(c.bias_ih)
+                getattr(ref, f"bias_hh_l{layer}{suffix}").copy_(c.bias_hh)
+    x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 2, 4])
+    states, summary = enc(x, lengths)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, final = ref(packed)
+    want, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=6)
+    torch.testing.assert_close(states, want)
+    h_n = final[0] if cell == "lstm" else final  # (layers * 2, B, 4)
+    torch.testing.assert_close(summary, torch.cat([h_n[-2], h_n[-1]], dim=1))
+
+
+def test_decoder_step_follows_the_seed_equations_by_hand():
+    """s_t = GRU([x'_t; c_{t-1}], s_{t-1}); k = W_K h; q = W_Q s_t; alpha = softmax(k^T q);
+    c_t = sum alpha_i h_i; logits = W_s tanh(W_c [s_t; c_t]) -- with weights chosen by hand."""
+    model = make_model("dot", vocab=3, emb_dim=2, hidden_dim=2, attn_dim=2, bidirectional=False, tie_embeddings=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # GRU with zero weights: r = z = 1/2, n = 0, so s_t = s_{t-1} / 2
+        model.key_proj.weight.copy_(torch.eye(2))  # W_K = I
+        model.query_proj.weight.copy_(torch.eye(2))  # W_Q = I
+        model.combine.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]))  # picks s_t[0], c_t[1]
+        model.out.weight.copy_(torch.tensor([[1.0, 0], [0, 1.0], [1.0, 1.0]]))
+    h = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # encoder states h_1..h_3 (B=1, S=3, H=2)
+    memory = Memory(h, torch.ones(1, 1, 3, dtype=torch.bool), {"keys": model.key_proj(h), "summary": h[:, 0]})
+    state = DecoderState([torch.tensor([[2.0, 0.0]])], torch.tensor([[5.0, -7.0]]))  # s_{t-1}, c_{t-1}
+    logp, new, alpha = model.step(torch.tensor([1]), state, memory, need_weights=True)
+    e = math.e
+    torch.testing.assert_close(new.layers[0], torch.tensor([[1.0, 0.0]]))  # s_t = s_{t-1} / 2
+    # scores k_i^T q_t = [1, 0, 1] -> alpha = [e, 1, e] / (2e + 1)
+    torch.testing.assert_close(alpha, torch.tensor([[e, 1.0, e]]) / (2 * e + 1))
+    c = torch.tensor([[2 * e, 1 + e]]) / (2 * e + 1)  # c_t = sum alpha_i h_i
+    torch.testing.assert_close(new.context, c)
+    h_tilde = torch.tanh(torch.tensor([[1.0, c[0, 1]]]))  # tanh(W_c [s_t; c_t])
+    logits = torch.stack([h_tilde[0, 0], h_tilde[0, 1], h_tilde.sum()]).unsqueeze(0)
+    torch.testing.assert_close(logp, torch.log_softmax(logits, dim=-1))
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_padded_source_positions_change_nothing(score):
+    torch.manual_seed(0)
+    model = make_model(score).eval()
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])
+    lengths = torch.tensor([5, 3])
+    tgt = torch.tensor([[1, 4, 5, 6], [1, 7, 8, 0]])
+    noisy = src.clone()
+    noisy[1, 3:] = torch.tensor([11, 4])  # garbage where the padding was
+    torch.testing.assert_close(model(src, lengths, tgt), model(noisy, lengths, tgt))
+    if score != "none":
+        memory = model.encode(src, lengths)
+        _, _, alpha = model.step(torch.tensor([1, 1]), model.init_state(memory), memory, need_weights=True)
+        assert torch.all(alpha[1, 3:] == 0) and torch.allclose(alpha.sum(-1), torch.ones(2))
+
+
+def test_sentence_in_a_batch_equals_the_sentence_alone():
+    torch.manual_seed(0)
+    model = make_model("general", enc_layers=2, dec_layers=2).eval()
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])
+    tgt = torch.tensor([[1, 4, 5, 6], [1, 7, 8, 3]])
+    both = model(src, torch.tensor([5, 3]), tgt)
+    alone = model(src[1:, :3], torch.tensor([3]), tgt[1:])
+    torch.testing.assert_close(both[1:], alone)
+
+
+def copy_task(n=64, length=5, vocab=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    body = torch.randint(4, vocab, (n, length), generator=g)
+    src = torch.cat([body, torch.full((n, 1), 2)], dim=1)  # ... eos
+    tgt = torch.cat([torch.full((n, 1), 1), body.flip(1), torch.full((n, 1), 2)], dim=1)  # bos reversed eos
+    return src, torch.full((n,), length + 1), tgt
+
+
+@pytest.mark.parametrize("score,cell", [(s, "gru") for s in SCORES] + [("dot", "lstm"), ("none", "lstm")])
+def test_every_scoring_trains_and_decodes(score, cell):
+    torch.manual_seed(0)
+    model = make_model(score, cell=cell, tie_embeddings=score != "general")
+    src, lengths, tgt = copy_task()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        logits = model(src, lengths, tgt[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, 12), tgt[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+    model.eval()
+    hyps = greedy_search(model, src[:4], lengths[:4], DecodeConfig(max_len_a=1.0, max_len_b=2))
+    assert len(hyps) == 4 and all(len(h.tokens) <= 8 for h in hyps)
+
+
+def test_attention_reverses_the_sequence_after_training():
+    """With attention, the reverse task is learned well in a few hundred steps."""
+    torch.manual_seed(0)
+    model = make_model("dot", hidden_dim=32, emb_dim=16, attn_dim=16)
+    src, lengths, tgt = copy_task(n=256)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        logits = model(src, lengths, tgt[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, 12), tgt[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    test_src, test_len, test_tgt = copy_task(n=32, seed=1)
+    hyps = greedy_search(model, test_src, test_len, DecodeConfig())
+    correct = sum(h.tokens == row[1:-1].tolist() for h, row in zip(hyps, test_tgt))
+    assert correct >= 24, correct
+
+
+def test_odd_hidden_size_with_bidirectional_encoder_is_a_user_error():
+    from attnlab.errors import UserError
+
+    with pytest.raises(UserError, match="must be even"):
+        make_model(hidden_dim=15)
