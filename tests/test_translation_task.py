@@ -1,0 +1,142 @@
+"""The translation task end to end on a tiny config: train, evaluate, translate, CLI, determinism."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from attnlab.__main__ import config_dir
+from attnlab.errors import UserError
+from attnlab.runlog import read_metrics
+from attnlab.tasks import translation
+
+TINY = [
+    "data.max_train_pairs=400",
+    "data.max_eval_sentences=12",
+    "data.vocab_size=400",
+    "model.emb_dim=16",
+    "model.hidden_dim=32",
+    "model.attn_dim=16",
+    "trainer.epochs=2",
+    "trainer.max_minutes=0",
+    "trainer.max_tokens=1500",
+    "trainer.warmup_steps=0",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "decode.beam_size=2",
+    "decode.valid_sentences=8",
+    "viz.num_examples=2",
+]
+
+
+def make(*overrides: str):
+    with initialize_config_dir(config_dir=str(Path(config_dir())), version_base="1.3"):
+        return compose(config_name="config", overrides=[*TINY, *overrides])
+
+
+def cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    return subprocess.run([sys.executable, "-m", "attnlab", *args], cwd=cwd, input=stdin, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny training run through the command line (``python -m attnlab``) in a subprocess."""
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    out = cli(*TINY, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def test_cli_training_writes_the_run_folder_contract(trained):
+    run_dir, results = trained
+    for name in ("results.json", "metrics.jsonl", "hypotheses.txt", "tokenizer.model",
+                 "checkpoints/best.pt", "checkpoints/last.pt", "attention/test_000.png", "attention/test_001.png"):
+        assert (run_dir / name).is_file(), name
+    saved = json.loads((run_dir / "results.json").read_text())
+    for key in ("bleu", "chrf", "sacrebleu_signature", "train_seconds", "epochs", "steps", "test_sentences",
+                "decode", "num_params", "peak_rss_mb"):
+        assert key in saved, key
+    assert saved["test_sentences"] == 12 and saved["decode"]["beam_size"] == 2
+    assert saved["epochs"] == pytest.approx(2.0) and saved["steps"] > 0
+    assert "nrefs" in saved["sacrebleu_signature"]
+    assert len((run_dir / "hypotheses.txt").read_text(encoding="utf-8").split("\n")) == 12 + 1
+    records = read_metrics(run_dir / "metrics.jsonl")
+    valid = [r for r in records if r["kind"] == "valid"]
+    assert len(valid) == 2 and {"loss", "bleu", "chrf"} <= set(valid[0])
+    assert valid[1]["loss"] < valid[0]["loss"]
+
+
+def test_evaluate_from_the_checkpoint_alone_gives_the_same_bleu(trained, tmp_path):
+    run_dir, results = trained
+    # other sizes on the command line: the checkpoint's own config must win
+    cfg = make("mode=evaluate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", "model.hidden_dim=64")
+    again = translation.run(cfg, tmp_path)
+    assert again["bleu"] == pytest.approx(results["bleu"]) and again["chrf"] == pytest.approx(results["chrf"])
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "attention" / "test_000.png").is_file()
+
+
+def test_a_checkpoint_of_another_model_is_refused(trained, tmp_path):
+    run_dir, _ = trained
+    with initialize_config_dir(config_dir=str(Path(config_dir())), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "model=transformer", "mode=evaluate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}"])
+    with pytest.raises(UserError, match="model 'rnn_attn', not 'transformer'"):
+        translation.run(cfg, tmp_path)
+
+
+def test_translate_keeps_empty_lines_and_line_count(trained, tmp_path):
+    run_dir, _ = trained
+    source = tmp_path / "in.de"
+    source.write_text("Ich bin müde.\n\n   \nWo ist Tom?\n", encoding="utf-8")
+    out = tmp_path / "out.en"
+    cfg = make("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"input={source}",
+               f"output={out}")
+    results = translation.run(cfg, tmp_path / "run")
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 5 and lines[1] == lines[2] == lines[4] == ""
+    assert lines[0] and lines[3]
+    assert results["empty_lines"] == 2 and results["lines"] == 4
+
+
+def test_translate_with_a_missing_input_file_is_a_user_error(trained, tmp_path):
+    run_dir, _ = trained
+    cfg = make("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"input={tmp_path / 'no.txt'}")
+    with pytest.raises(UserError, match="does not exist"):
+        translation.run(cfg, tmp_path)
+
+
+def test_two_identical_runs_give_identical_results(trained, tmp_path):
+    """The CLI run and an in-process run of the same config (seed 0, CPU) agree exactly."""
+    run_dir, first = trained
+    second = translation.run(make(), tmp_path)
+    for key in ("bleu", "chrf", "steps", "best_valid_bleu", "num_params"):
+        assert second[key] == first[key], key
+    losses = lambda d: [r["loss"] for r in read_metrics(d / "metrics.jsonl")]
+    assert losses(tmp_path) == losses(run_dir)
+    assert (tmp_path / "hypotheses.txt").read_text() == (run_dir / "hypotheses.txt").read_text()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_translates_stdin_to_stdout_keeping_empty_lines(trained, tmp_path):
+    run_dir, _ = trained
+    out = cli("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", "trainer.num_threads=1",
+              f"hydra.run.dir={tmp_path / 't'}", cwd=tmp_path, stdin="Ich bin müde.\n\nDanke!\n")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split("\n")  # logs go to stderr, translations alone to stdout
+    assert len(lines) == 4 and lines[0] and lines[1] == "" and lines[2] and lines[3] == ""
+    assert "1 empty input lines" in out.stderr
+
+
+def test_cli_missing_checkpoint_is_one_line_error(tmp_path):
+    out = cli("mode=evaluate", f"checkpoint={tmp_path / 'nope.pt'}", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "error: checkpoint" in out.stderr and "does not exist" in out.stderr
+    assert "Traceback" not in out.stderr
