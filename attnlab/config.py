@@ -201,6 +201,7 @@ class DecodeConfig:
     max_len_a: float = 1.5  # max output length = a * source length + b (subwords)
     max_len_b: int = 10
     batch_size: int = 128
+    valid_sentences: int = 500  # validation BLEU (greedy) on the first N valid sources; 0 = all
 
 
 @dataclass
