@@ -76,8 +76,11 @@ def attend(
             )
             return out, None
         full = _full_mask(mask, causal, q_len, k_len, q.device)
+        has_key = full.any(dim=-1, keepdim=True)  # (..., Tq, 1), on the small unbroadcast mask
+        if bool(has_key.all()):
+            out = F.scaled_dot_product_attention(q_dot, k, v, attn_mask=full, dropout_p=dropout_p, scale=scale)
+            return out, None
         # Rows with no visible key: let the kernel see every key (no NaN), then zero the output.
-        has_key = full.any(dim=-1, keepdim=True)  # (..., Tq, 1)
         out = F.scaled_dot_product_attention(
             q_dot, k, v, attn_mask=full | ~has_key, dropout_p=dropout_p, scale=scale
         )

@@ -10,6 +10,7 @@ or a ViT can run with ``general`` or ``additive`` scoring as well as the paper's
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.attention.attend import attend
@@ -54,10 +55,34 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(kv_dim, dim, bias=bias)
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         self.score = make_score(score, self.head_dim, self.head_dim, heads=heads, hidden_dim=additive_dim)
+        self.packable = kv_dim == dim  # Q, K, V of self-attention can share one matrix product
 
     def _split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, T, D) -> (B, H, T, Dh)
+
+    def _project(
+        self, query: Tensor, key: Tensor | None, value: Tensor | None, cache: KVCache | None, static_kv: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values split into heads, with the cache read and updated."""
+        if key is None and value is None and self.packable:
+            # Self-attention: one matrix product for Q, K and V (as torch.nn.MultiheadAttention).
+            weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            bias = None if self.q_proj.bias is None else torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+            q, k, v = (self._split(t) for t in F.linear(query, weight, bias).chunk(3, dim=-1))
+        else:
+            key = query if key is None else key
+            value = key if value is None else value
+            q = self._split(self.q_proj(query))
+            if cache is not None and static_kv and "k" in cache:
+                return q, cache["k"], cache["v"]  # cross-attention: memory projected once
+            k, v = self._split(self.k_proj(key)), self._split(self.v_proj(value))
+        if cache is not None:
+            if not static_kv and "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)  # append the new steps along time
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        return q, k, v
 
     def forward(
         self,
@@ -82,18 +107,7 @@ class MultiHeadAttention(nn.Module):
         Returns:
             output (B, Tq, D) and weights (B, H, Tq, Tk) or None.
         """
-        key = query if key is None else key
-        value = key if value is None else value
-        q = self._split(self.q_proj(query))
-        if cache is not None and static_kv and "k" in cache:
-            k, v = cache["k"], cache["v"]
-        else:
-            k, v = self._split(self.k_proj(key)), self._split(self.v_proj(value))  # (B, H, Tk, Dh)
-            if cache is not None:
-                if not static_kv and "k" in cache:
-                    k = torch.cat([cache["k"], k], dim=2)  # append along time
-                    v = torch.cat([cache["v"], v], dim=2)
-                cache["k"], cache["v"] = k, v
+        q, k, v = self._project(query, key, value, cache, static_kv)  # each (B, H, T, Dh)
         context, weights = attend(
             q,
             k,
