@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from attnlab import distributed
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import AttentionConfig, ImageDataConfig, ViTConfig
 from attnlab.data.augment import Augment
@@ -156,7 +157,7 @@ def attention_pictures(
     cfg: DictConfig, run_dir: Path, model: nn.Module, images: ImageSet, classes: Sequence[str], device: torch.device
 ) -> list[str]:
     """The attention pictures of the first ``viz.num_examples`` images (paths, relative to run_dir)."""
-    if not cfg.viz.enabled or len(images) == 0:
+    if not cfg.viz.enabled or len(images) == 0 or not distributed.is_main():
         return []
     from attnlab.viz.vision import save_attention_pictures  # matplotlib only when drawing
 
@@ -323,7 +324,8 @@ def predict(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, A
 def _finish(results: dict[str, Any], run_dir: Path, start: float) -> dict[str, Any]:
     results["wall_seconds"] = round(time.perf_counter() - start, 2)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
-    write_json(run_dir / "results.json", results)
+    if distributed.is_main():  # under torchrun every process scores; one writes
+        write_json(run_dir / "results.json", results)
     return results
 
 
