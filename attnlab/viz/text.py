@@ -26,7 +26,7 @@ def plot_attention(
     T, S = weights.shape
     if (T, S) != (len(tgt_tokens), len(src_tokens)):
         raise ValueError(f"weights {tuple(weights.shape)} do not match {len(tgt_tokens)} x {len(src_tokens)} tokens")
-    fig = Figure(figsize=(1.0 + 0.4 * S, 1.0 + 0.35 * T), dpi=100, layout="constrained")
+    fig = Figure(figsize=(max(4.0, 1.5 + 0.4 * S), max(3.0, 1.5 + 0.35 * T)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     image = ax.imshow(weights.detach().float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
