@@ -15,6 +15,16 @@ from attnlab.models.seq2seq import Memory, Seq2Seq
 PAD, BOS, EOS = 0, 1, 2
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster, and kinder to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 class TableModel(Seq2Seq):
     """A toy translator whose next-token distribution depends only on the last token:
     ``table[last]`` holds probabilities over a vocabulary of 6 (the source is ignored)."""

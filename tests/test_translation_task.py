@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from attnlab.__main__ import config_dir
@@ -31,6 +32,14 @@ TINY = [
     "decode.valid_sentences=8",
     "viz.num_examples=2",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def restore_threads():
+    """In-process runs set torch's thread count (trainer.num_threads=1); give it back after."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def make(*overrides: str):
