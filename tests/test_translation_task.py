@@ -149,3 +149,22 @@ def test_cli_missing_checkpoint_is_one_line_error(tmp_path):
     assert out.returncode == 2
     assert "error: checkpoint" in out.stderr and "does not exist" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_tokenizers_travel_in_checkpoints_shared_or_not(shared, tmp_path):
+    from attnlab.data.text import Split
+
+    cfg = make(f"data.shared_vocab={str(shared).lower()}")
+    train = Split(["Ich bin müde.", "Wo ist Tom?", "Danke schön!"] * 20, [["I'm tired."], ["Where's Tom?"], ["Thanks!"]] * 20)
+    toks = translation.Tokenizers.train(train, cfg)
+    assert toks.shared is shared
+    again = translation.Tokenizers.from_extra(toks.to_extra(), "x.pt")
+    assert again.shared is shared
+    assert again.src.encode("Wo ist Tom?") == toks.src.encode("Wo ist Tom?")
+    assert again.tgt.decode(again.tgt.encode("Where's Tom?")) == "Where's Tom?"
+    toks.save(tmp_path)
+    names = ["tokenizer.model"] if shared else ["tokenizer.src.model", "tokenizer.tgt.model"]
+    assert sorted(p.name for p in tmp_path.glob("*.model")) == names
+    with pytest.raises(UserError, match="carries no tokenizer"):
+        translation.Tokenizers.from_extra({}, "x.pt")
