@@ -8,12 +8,13 @@ under ``base_*`` names that the YAML files name in their ``defaults`` lists.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class Choice(str, Enum):
@@ -228,7 +229,17 @@ class Config:
     output: Optional[str] = None  # mode=translate: write translations here (default stdout)
 
 
+def run_dirname(overrides: str, limit: int = 120) -> str:
+    """A sweep job's folder name: its overrides (``attention=dot,seed=0``), shortened with a hash
+    when too long for a file name (file systems stop at 255 bytes)."""
+    if len(overrides) <= limit:
+        return overrides or "defaults"
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+    return f"{overrides[: limit - 12]}..{digest}"
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("attnlab_dirname", run_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="task", name="base_task", node=TaskConfig)

@@ -81,3 +81,12 @@ def test_schema_rejects_typos_bad_types_and_bad_enum_values():
 def test_unknown_group_option():
     with pytest.raises(Exception, match="attention/cosine"):
         make("attention=cosine")
+
+
+def test_sweep_folder_names_stay_short_and_distinct():
+    from attnlab.config import run_dirname
+
+    assert run_dirname("attention=dot,seed=0") == "attention=dot,seed=0"
+    long_a = ",".join(f"model.key{i}={i}" for i in range(40))
+    long_b = long_a.replace("key39=39", "key39=40")
+    assert len(run_dirname(long_a)) <= 120 and run_dirname(long_a) != run_dirname(long_b)
