@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,17 +11,33 @@ from omegaconf import DictConfig
 
 from attnlab.errors import UserError
 
-log = logging.getLogger("attnlab")
-
 # task name -> module with `run(cfg, run_dir) -> dict` (imported lazily: vision needs no sentencepiece)
 TASK_MODULES = {"translation": "attnlab.tasks.translation", "vision": "attnlab.tasks.vision"}
 # models that accept attention=none (an encoder-decoder without attention is still a model)
 ATTENTION_OPTIONAL = {"rnn_attn"}
+# sizes that must be positive, wherever they appear (model.*, trainer.*, data.*, decode.*)
+POSITIVE = {
+    "emb_dim", "hidden_dim", "attn_dim", "enc_layers", "dec_layers", "d_model", "heads", "d_ff",
+    "patch_size", "dim", "depth", "mlp_ratio", "max_len", "epochs", "batch_size", "lr",
+    "vocab_size", "beam_size", "num_examples",
+}
+RATES = {"dropout", "attn_dropout", "drop_path", "label_smoothing", "valid_fraction"}  # in [0, 1)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Sizes must be positive and rates in [0, 1): a zero width would fail deep inside torch."""
+    for group in ("model", "data", "trainer", "decode", "viz"):
+        for key, value in cfg[group].items():
+            if key in POSITIVE and value <= 0:
+                raise UserError(f"{group}.{key}={value} must be positive")
+            if key in RATES and not 0 <= value < 1:
+                raise UserError(f"{group}.{key}={value} must be in [0, 1)")
 
 
 def check_config(cfg: DictConfig) -> None:
     """Fail early, with the valid choices, on combinations the schema alone cannot catch."""
     task, model, data = cfg.task.name, cfg.model.name, cfg.data.name
+    check_values(cfg)
     if model not in cfg.task.models:
         raise UserError(
             f"model={model} does not fit task={task}; valid models for {task}: {', '.join(cfg.task.models)}"
@@ -51,6 +66,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         task = importlib.import_module(TASK_MODULES[cfg.task.name])
         return task.run(cfg, run_dir)
     except UserError as err:
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

@@ -90,3 +90,17 @@ def test_sweep_folder_names_stay_short_and_distinct():
     long_a = ",".join(f"model.key{i}={i}" for i in range(40))
     long_b = long_a.replace("key39=39", "key39=40")
     assert len(run_dirname(long_a)) <= 120 and run_dirname(long_a) != run_dirname(long_b)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.hidden_dim=0", "model.hidden_dim=0 must be positive"),
+        ("trainer.lr=-1", "trainer.lr=-1.0 must be positive"),
+        ("data.vocab_size=0", "data.vocab_size=0 must be positive"),
+        ("model.dropout=1.5", "model.dropout=1.5 must be in [0, 1)"),
+    ],
+)
+def test_zero_or_negative_sizes_and_bad_rates(override, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        check_config(make(override))
