@@ -244,6 +244,9 @@ class RNNAttention(Seq2Seq):
             raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
+        # Embeddings start small (std E^-1/2, so tied output logits start near 0) and are scaled
+        # by sqrt(E) on input, so the RNNs see unit-variance inputs (as Vaswani et al. 2017, 3.4).
+        self.embed_scale = math.sqrt(E)
         self.dropout = nn.Dropout(cfg.dropout)
         # encoder
         self.src_embed = nn.Embedding(src_vocab, E, padding_idx=self.pad_id)
@@ -274,7 +277,7 @@ class RNNAttention(Seq2Seq):
         """src (B, S), lengths (B,) -> states h (B, S, H), mask (B, 1, S), keys W_K h (B, S, A)."""
         S = src.shape[1]
         lengths = src_lengths.to(src.device)
-        states, summary = self.encoder(self.dropout(self.src_embed(src)), lengths)  # (B, S, H), (B, H)
+        states, summary = self.encoder(self.dropout(self.src_embed(src) * self.embed_scale), lengths)  # (B, S, H), (B, H)
         extra = {"summary": summary}
         if self.use_attention:
             keys = self.key_proj(states)  # k_i = W_K h_i: (B, S, A), once per sentence
@@ -326,7 +329,7 @@ class RNNAttention(Seq2Seq):
         memory = self.encode(src, src_lengths)
         state = self.init_state(memory)
         score = self._score() if self.use_attention else None
-        emb = self.dropout(self.tgt_embed(tgt_in))  # x'_t for all t: (B, T, E)
+        emb = self.dropout(self.tgt_embed(tgt_in) * self.embed_scale)  # x'_t for all t: (B, T, E)
         pre = self.cells[0].precompute(emb)  # W_ih x'_t + b for all t: (B, T, G)
         tops: list[Tensor] = []
         contexts: list[Tensor] = []
@@ -344,7 +347,7 @@ class RNNAttention(Seq2Seq):
         self, tokens: Tensor, state: DecoderState, memory: Memory, need_weights: bool = False
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """tokens (B,) -> log p(next token) (B, V), new state, alpha_t (B, S) or None."""
-        pre = self.cells[0].precompute(self.tgt_embed(tokens))  # (B, G)
+        pre = self.cells[0].precompute(self.tgt_embed(tokens) * self.embed_scale)  # (B, G)
         score = self._score() if self.use_attention else None
         top, state, weights = self._advance(pre, state, memory, score, need_weights)
         return F.log_softmax(self._readout(top, state.context), dim=-1), state, weights
