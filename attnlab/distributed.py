@@ -9,6 +9,7 @@ validates and writes checkpoints. Backends: gloo on CPU, nccl on GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
@@ -39,6 +40,8 @@ def init(device: torch.device) -> torch.device:
     """
     if not launched_by_torchrun() or dist.is_initialized():
         return device
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger("attnlab").setLevel(logging.WARNING)  # rank 0 speaks for all
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from attnlab import __version__
+from attnlab import __version__, distributed
 
 
 class MetricsLog:
@@ -73,6 +73,7 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
+        "world_size": distributed.world_size(),
         "torch_version": torch.__version__,
         "attnlab_version": __version__,
     }
@@ -81,7 +82,6 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
 def resolve_device(name: str) -> torch.device:
     """The device for ``device=auto|cpu|cuda``; under torchrun also joins the process group and
     returns this process's own GPU."""
-    from attnlab import distributed
     from attnlab.errors import UserError
 
     name = str(name)

@@ -1,9 +1,13 @@
 """Two CPU processes (gloo) with DistributedDataParallel take the same steps as one process on
 the same global batch."""
 
+import json
 import os
+import subprocess
+import sys
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -69,3 +73,28 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path):
     assert (tmp_path / "two" / "checkpoints" / "last.pt").is_file()
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert sum('"valid"' in line for line in lines) == 2
+
+
+TORCHRUN_CASES = {
+    "vision": ["task=vision", "model.dim=16", "model.depth=1", "model.heads=2", "trainer.epochs=2",
+               "data.max_train=256", "viz.enabled=false"],
+    "translation": ["data.max_train_pairs=400", "data.max_eval_sentences=12", "data.vocab_size=400",
+                    "model.emb_dim=16", "model.hidden_dim=32", "model.attn_dim=16", "trainer.epochs=1",
+                    "trainer.max_minutes=0", "decode.valid_sentences=8", "viz.num_examples=1"],
+}
+
+
+@pytest.mark.parametrize("task", [
+    "vision", pytest.param("translation", marks=pytest.mark.slow),
+])
+def test_torchrun_two_cpu_processes_end_to_end(tmp_path, task):
+    """``torchrun --nproc_per_node=2 -m attnlab ...``: one run folder, written by rank 0."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "attnlab",
+           *TORCHRUN_CASES[task], "trainer.progress=false", "trainer.num_threads=1", f"hydra.run.dir={run_dir}"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["world_size"] == 2 and results["task"] == task
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (out.stdout + out.stderr).count("training finished") == 1  # only rank 0 logs
