@@ -71,12 +71,27 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
         "seed": cfg.seed,
         "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch_threads": torch.get_num_threads(),
         "world_size": distributed.world_size(),
         "torch_version": torch.__version__,
         "attnlab_version": __version__,
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine_summary() -> str:
+    """One line for benchmark tables: CPU (or GPU), core count, torch version and threads."""
+    gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu_name()} ({os.cpu_count()} cores){gpu}; torch {torch.__version__}; {torch.get_num_threads()} thread(s)"
 
 
 def resolve_device(name: str) -> torch.device:

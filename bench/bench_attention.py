@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -35,19 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from attnlab.runlog import machine_summary
 from attnlab.attention import attend, make_score, padding_mask
 
 SCORE = make_score("scaled_dot", 64, 64)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}; torch {torch.__version__}; {torch.get_num_threads()} thread(s)"
 
 
 def variants(mask: Tensor | None) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
@@ -70,7 +62,7 @@ def timed(fn: Callable[[Tensor, Tensor, Tensor], Tensor], qkv: list[Tensor], bac
 
 
 def bench_speed(args: argparse.Namespace) -> None:
-    print(f"\n### attend() vs F.scaled_dot_product_attention ({machine()})\n")
+    print(f"\n### attend() vs F.scaled_dot_product_attention ({machine_summary()})\n")
     print(f"batch 32, 8 heads, head size 64; milliseconds per call, median of {args.rounds} interleaved rounds "
           f"of {args.reps} calls; ratio = time / direct SDPA time (lower is faster).\n")
     print("| length | mask | pass | attend, fused | direct SDPA | attend, math | fused / SDPA | math / SDPA |")
@@ -136,7 +128,7 @@ def memory_child(path: str, backward: bool, length: int) -> None:
 def bench_memory(args: argparse.Namespace) -> None:
     length = args.memory_length
     weights_mib = 8 * length * length * 4 / 2**20
-    print(f"\n### Peak memory at length {length} ({machine()})\n")
+    print(f"\n### Peak memory at length {length} ({machine_summary()})\n")
     print(f"batch 1, 8 heads, head size 64; growth of the process's peak RSS during one call, in a fresh process "
           f"each (q, k, v themselves: {3 * 8 * length * 64 * 4 / 2**20:.0f} MiB, allocated before the baseline). "
           f"One float32 weight matrix of all heads: {weights_mib:.0f} MiB.\n")

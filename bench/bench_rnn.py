@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from attnlab.runlog import machine_summary
 from attnlab.attention import padding_mask
 from attnlab.config import AttentionConfig, DecodeConfig, RNNAttnConfig, TextDataConfig
 from attnlab.data.batching import pad_batch, token_batches
@@ -177,6 +178,7 @@ def main() -> None:
     print(f"\nrnn_attn, emb 256, hidden 256 (bi-GRU 2 x 128), attention dot over 256, vocab {vocab}; "
           f"params attnlab {params(ours):,}, plain {params(plain):,}; {args.threads} thread(s), "
           f"{len(batches) - 1} timed batches of <= {args.max_tokens} tokens, {len(test)} test sentences\n")
+    print(f"machine: {machine_summary()}\n")
     print("| measure | attnlab rnn_attn | plain reference | speed-up |")
     print("|---|---:|---:|---:|")
     for name, ours_v, plain_v in rows:

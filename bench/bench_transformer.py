@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import time
 import warnings
@@ -27,20 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.runlog import machine_summary
 from attnlab.models.transformer import Transformer
 
 PAD, BOS, EOS = 0, 1, 2
 
 
-def machine() -> str:
-    """CPU model (or GPU name), torch version and thread count, for the table header."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}; torch {torch.__version__}; {torch.get_num_threads()} thread(s)"
 
 
 class TorchTransformer(nn.Module):
@@ -133,7 +124,7 @@ def bench_training(args: argparse.Namespace) -> None:
     runs["torch.nn.Transformer"] = lambda: train_round(ref, ref_opt, batches)
     rates = interleaved(runs, args.rounds)
     base = rates["torch.nn.Transformer"]
-    print(f"\n### Training throughput ({machine()})\n")
+    print(f"\n### Training throughput ({machine_summary()})\n")
     print(f"d_model {d}, {heads} heads, {layers}+{layers} layers, d_ff {d_ff}, vocab {vocab}, norm={args.norm}, "
           f"batches of {args.batch} random pairs of 5-25 tokens, {args.steps} steps a round, "
           f"median of {args.rounds} interleaved rounds.\n")
@@ -171,7 +162,7 @@ def bench_decoding(args: argparse.Namespace) -> None:
         return src.shape[0] / (time.perf_counter() - start)
 
     rates = interleaved({"with KV cache": lambda: rate(True), "without cache": lambda: rate(False)}, args.rounds)
-    print(f"\n### Greedy decoding ({machine()})\n")
+    print(f"\n### Greedy decoding ({machine_summary()})\n")
     print(f"Same model, {args.decode_batch} sentences a batch, {args.decode_len} output tokens each "
           f"(no early stop), median of {args.rounds} interleaved rounds; both give the same tokens.\n")
     print("| decoder | sentences/s | speed-up |")

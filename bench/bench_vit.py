@@ -17,8 +17,6 @@ shared attention core); ``attnlab (math)`` is the readable path that returns the
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -26,6 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from attnlab.runlog import machine_summary
 from attnlab.models.vit import ViT
 
 
@@ -112,8 +111,7 @@ def main() -> None:
     print(f"ViT training speed: {args.image}x{args.image}x{args.channels} images, patch {args.patch} "
           f"({tokens} tokens), dim {args.dim}, depth {args.depth}, heads {args.heads}, mlp x{args.mlp_ratio}, "
           f"batch {args.batch}; {args.rounds} rounds of {args.steps} steps, median")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs; torch {torch.__version__}; "
-          f"threads {torch.get_num_threads()}\n")
+    print(f"machine: {machine_summary()}\n")
     print("| model | parameters | train images/s | vs torch |")
     print("|---|---:|---:|---:|")
     for name, (model, _) in models.items():
