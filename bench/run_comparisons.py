@@ -2,7 +2,7 @@
 
     python bench/run_comparisons.py                    # all three notebooks, figures into docs/figures/
     python bench/run_comparisons.py --only 03          # one notebook
-    python bench/run_comparisons.py --size tiny --figures /tmp/figs   # check the script in a minute
+    python bench/run_comparisons.py --size tiny --figures check-figures   # check the script in a minute
 
 Each notebook runs in a fresh kernel of this interpreter with
 
