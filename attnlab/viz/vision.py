@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display (before pyplot is imported)
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -58,7 +57,7 @@ def image_map(values: Tensor, layout: PatchLayout, index: int, patch: int, size:
     return pixels[: int(size[0]), : int(size[1])]
 
 
-def _show_image(ax: plt.Axes, image: Tensor) -> None:
+def _show_image(ax: Axes, image: Tensor) -> None:
     """image (C, H, W) in [0, 1]: grey or RGB."""
     image = image.detach().float().clamp(0, 1).cpu()
     if image.shape[0] == 1:
@@ -69,7 +68,7 @@ def _show_image(ax: plt.Axes, image: Tensor) -> None:
     ax.set_yticks([])
 
 
-def _overlay(ax: plt.Axes, image: Tensor, heat: Tensor, title: str = "") -> None:
+def _overlay(ax: Axes, image: Tensor, heat: Tensor, title: str = "") -> None:
     _show_image(ax, image)
     ax.imshow(heat.detach().float().cpu().numpy(), cmap="inferno", alpha=0.55, interpolation="nearest")
     if title:
@@ -104,7 +103,8 @@ def save_attention_pictures(
     n = images.shape[0]
     paths = []
 
-    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.3 * n), squeeze=False)
+    fig = _figure(figsize=(6.6, 2.3 * n))
+    axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         h, w = (int(v) for v in sizes[i])
         image = images[i, :, :h, :w]
@@ -120,7 +120,8 @@ def save_attention_pictures(
     for i in range(n):
         h, w = (int(v) for v in sizes[i])
         image = images[i, :, :h, :w]
-        fig, axes = plt.subplots(layers, heads, figsize=(1.6 * heads + 0.4, 1.6 * layers + 0.4), squeeze=False)
+        fig = _figure(figsize=(1.6 * heads + 0.4, 1.6 * layers + 0.4))
+        axes = fig.subplots(layers, heads, squeeze=False)
         for layer in range(layers):
             for head in range(heads):
                 heat = image_map(per_head[layer, i, head], layout, i, patch, (h, w))
@@ -131,7 +132,13 @@ def save_attention_pictures(
     return paths
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on an Agg canvas: files only, and the caller's (notebook's) backend is untouched."""
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
