@@ -47,10 +47,14 @@ def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
-def _force_eos(logp: Tensor, rows: Tensor, eos: int) -> Tensor:
-    """Log-probabilities where ``rows`` (N,) bool may only emit eos (max length reached)."""
+def _allowed(logp: Tensor, rows: Tensor, model: Seq2Seq) -> Tensor:
+    """Log-probabilities the search may pick from: never pad or bos, and only eos (at its own
+    cost, so a cut hypothesis does not win over finished ones) where ``rows`` (N,) reached the
+    maximum length."""
+    logp = logp.clone()
+    logp[:, [model.pad_id, model.bos_id]] = -math.inf
     forced = torch.full_like(logp, -math.inf)
-    forced[:, eos] = 0.0
+    forced[:, model.eos_id] = logp[:, model.eos_id].clamp(min=-1e4)  # finite: the cut must happen
     return torch.where(rows.unsqueeze(1), forced, logp)
 
 
@@ -70,7 +74,7 @@ def greedy_search(
     weights: list[Tensor] = []
     for t in range(int(limit.max()) + 1):
         logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B, V)
-        logp = _force_eos(logp, limit <= t, model.eos_id)
+        logp = _allowed(logp, limit <= t, model)
         best_logp, tokens = logp.max(dim=-1)  # (B,)
         score += torch.where(done, 0.0, best_logp)
         tokens = tokens.masked_fill(done, model.pad_id)
@@ -116,7 +120,7 @@ def beam_search(
     for t in range(int(limit.max()) + 1):
         logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B*K, V)
         V = logp.shape[-1]
-        logp = _force_eos(logp, limit <= t, model.eos_id)
+        logp = _allowed(logp, limit <= t, model)
         # a finished hypothesis extends with pad at no cost: its score and length stay frozen
         frozen = torch.full_like(logp, -math.inf)
         frozen[:, model.pad_id] = 0.0

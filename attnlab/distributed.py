@@ -3,8 +3,9 @@
 torchrun starts N copies of the program with RANK, WORLD_SIZE and LOCAL_RANK set. Each process
 builds the same batches (same seed), keeps its share of every batch (``shard``), and
 DistributedDataParallel averages the gradients, so N processes take the same steps as one
-process on the same global batch (Li et al. 2020, "PyTorch Distributed"). Only rank 0 logs,
-validates and writes checkpoints. Backends: gloo on CPU, nccl on GPU.
+process on the same global batch (Li et al. 2020, "PyTorch Distributed"). Every process
+validates (same weights, same decisions); only rank 0 logs and writes. Rank 0's clock and
+signals decide for all (``sync_from_main``). Backends: gloo on CPU, nccl on GPU.
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool) -> bool:
-    """True on every rank if it is True on rank 0 (a stop decided by rank 0 reaches all)."""
+def sync_from_main(*values: float) -> tuple[float, ...]:
+    """Rank 0's values on every rank (its elapsed time, its stop signal), so that all processes
+    follow one learning-rate schedule and stop at the same step."""
     if world_size() == 1:
-        return flag
-    t = torch.tensor([1 if flag else 0])
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
     dist.broadcast(t, src=0)
-    return bool(t.item())
+    return tuple(t.tolist())

@@ -96,10 +96,16 @@ def lr_factor(cfg: TrainerConfig, step: int, progress: float) -> float:
     raise UserError(f"unknown trainer.schedule '{schedule}'; valid: constant, cosine, linear, inverse_sqrt")
 
 
+NO_DECAY = ("bias", "cls_token", "table", "score.v")  # parameter names that are not weight matrices
+
+
 def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    """AdamW; matrices decay, biases, norms and 1-D parameters don't (Loshchilov & Hutter 2019)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    """AdamW (Loshchilov & Hutter 2019); weight matrices decay; biases, norms, the CLS token,
+    positional tables and other vectors don't."""
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    keep = [p.dim() < 2 or name.endswith(NO_DECAY) for name, p in params]
+    decay = [p for (_, p), k in zip(params, keep) if not k]
+    rest = [p for (_, p), k in zip(params, keep) if k]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
 
@@ -234,7 +240,12 @@ class Trainer:
             leave=False,
         )
         window_loss, window_units, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
+        world = distributed.world_size()
         for batch in batches[st.batch_in_epoch :]:
+            if len(batch) < world:  # too small to give every process an example: skipped by all
+                st.batch_in_epoch += 1
+                bar.update(1)
+                continue
             start = time.perf_counter()
             progress = max(st.step / total_steps, st.elapsed / budget if budget > 0 else 0.0)
             lr = cfg.lr * lr_factor(cfg, st.step, progress)
@@ -273,8 +284,11 @@ class Trainer:
                 window_loss, window_units, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
             if cfg.checkpoint_every_steps and st.step % cfg.checkpoint_every_steps == 0:
                 self._save("last.pt", task, optimizer)
-            if distributed.broadcast_flag(bool(stop.received) or (budget > 0 and st.elapsed >= budget)):
-                stop.received = stop.received or ("SIGTERM" if budget <= 0 or st.elapsed < budget else None)
+            st.elapsed, signalled = distributed.sync_from_main(st.elapsed, float(bool(stop.received)))
+            if signalled:
+                stop.received = stop.received or "SIGTERM"  # rank 0 was signalled: all stop
+                break
+            if budget > 0 and st.elapsed >= budget:
                 break
         bar.close()
         task.model = self.module

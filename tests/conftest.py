@@ -26,3 +26,21 @@ def mnist_cache(tmp_path: Path) -> str:
     for name in MNIST_T10K:
         shutil.copyfile(SHARED_MNIST / name, cache / "mnist" / name)
     return str(cache)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """In-process runs set torch's thread count (trainer.num_threads); give it back after each test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread, and it is kinder to a shared machine."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -26,13 +26,6 @@ SMALL_VISION = ["task=vision", "model.dim=16", "model.depth=1", "model.heads=2",
                 "trainer.progress=false", "trainer.num_threads=1"]
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def expect_error(tmp_path: Path, overrides: list[str], *fragments: str) -> str:
     with pytest.raises(UserError) as err:
         run(overrides, tmp_path / "run")

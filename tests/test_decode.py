@@ -15,13 +15,7 @@ from attnlab.models.seq2seq import Memory, Seq2Seq
 PAD, BOS, EOS = 0, 1, 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and kinder to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
@@ -181,3 +175,18 @@ def test_length_penalty_is_gnmt_and_changes_the_choice():
     long = beam_search(model, src, lengths, DecodeConfig(beam_size=3, length_penalty=3.0))[0]
     assert raw.tokens == [4]
     assert len(long.tokens) > 1
+
+
+def test_search_never_emits_pad_or_bos_and_a_cut_hypothesis_pays_for_eos():
+    # pad and bos are the most probable tokens after everything: the search must skip them;
+    # eos is unlikely (0.01), so cutting at the maximum length must cost log(0.01)
+    model = TableModel({last: [0.45, 0.3, 0.01, 0.24, 0, 0] for last in range(6)})
+    src, lengths = src_batch([2])
+    cfg = DecodeConfig(max_len_a=0.0, max_len_b=3)
+    greedy = greedy_search(model, src, lengths, cfg)[0]
+    assert list(greedy.tokens) == [3, 3, 3]  # the best allowed token, then the forced eos (not listed)
+    assert greedy.log_prob == pytest.approx(3 * math.log(0.24) + math.log(0.01), rel=1e-4)
+    beam_cfg = DecodeConfig(beam_size=3, max_len_a=0.0, max_len_b=3, length_penalty=0.0)
+    beam = beam_search(model, src, lengths, beam_cfg)[0]
+    # with eos paying its cost, stopping at once (0.01) beats three 3s and an eos (0.24^3 * 0.01)
+    assert list(beam.tokens) == [] and beam.log_prob == pytest.approx(math.log(0.01), rel=1e-4)

@@ -23,7 +23,8 @@ class LinearTask:
 
     metric, unit = "accuracy", "img"
 
-    def __init__(self):
+    def __init__(self, odd_batch: bool = False):
+        self.odd_batch = odd_batch
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
         g = torch.Generator().manual_seed(1)
@@ -31,7 +32,10 @@ class LinearTask:
         self.y = (self.x[:, 0] > 0).long() + (self.x[:, 1] > 0.5).long()
 
     def train_batches(self, epoch, generator):
-        return list(torch.randperm(64, generator=generator).split(16))
+        order = torch.randperm(64, generator=generator)
+        if self.odd_batch:  # a last batch of one example: too small to share between 2 processes
+            return list(order[:49].split(16))
+        return list(order.split(16))
 
     def loss(self, batch):
         return nn.functional.cross_entropy(self.model(self.x[batch]), self.y[batch]), len(batch)
@@ -49,14 +53,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
+def _worker(rank: int, world: int, port: int, run_dir: str, out: str, odd: bool = False) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     distributed.init(torch.device("cpu"))
-    task = LinearTask()
-    Trainer(make_cfg(epochs=2, clip_norm=0.0), __import__("pathlib").Path(run_dir), torch.device("cpu")).fit(task)
+    task = LinearTask(odd_batch=odd)
+    # odd: a wall-clock budget (each process has its own clock; rank 0's decides) and a batch of one
+    extra = {"max_minutes": 0.002, "epochs": 400} if odd else {}
+    Trainer(make_cfg(**{"epochs": 2, "clip_norm": 0.0, **extra}), __import__("pathlib").Path(run_dir),
+            torch.device("cpu")).fit(task)
     torch.save([p.detach().clone() for p in task.model.parameters()], f"{out}.{rank}")
     dist.destroy_process_group()
+
+
+def test_time_budget_and_tiny_batches_keep_processes_in_step(tmp_path):
+    out = str(tmp_path / "params")
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "run"), out, True), nprocs=2, join=True)
+    for a, b in zip(torch.load(f"{out}.0"), torch.load(f"{out}.1")):
+        assert torch.equal(a, b)  # same learning rates, same steps, same stop
 
 
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path):

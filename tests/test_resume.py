@@ -7,7 +7,6 @@ import os
 import signal
 
 import pytest
-import torch
 
 from attnlab.api import run
 from attnlab.errors import TrainingInterrupted
@@ -25,13 +24,6 @@ TEXT = ["data.max_train_pairs=300", "data.max_eval_sentences=10", "data.vocab_si
 
 class Crash(Exception):
     pass
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def interrupt_at(monkeypatch, cls, call: int, how: str) -> None:

@@ -18,13 +18,7 @@ from attnlab.models.seq2seq import Memory
 SCORES = ["dot", "scaled_dot", "general", "additive", "none"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and kinder to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

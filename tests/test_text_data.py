@@ -280,3 +280,17 @@ def test_files_corrupt_gzip(tmp_path):
     (folder / "valid.en.gz").write_bytes(b"not gzip at all")
     with pytest.raises(UserError, match="valid.en.gz"):
         load_corpus(_files(folder))
+
+
+def test_user_test_files_are_scored_line_by_line_even_with_repeated_sources(tmp_path):
+    """Grouping translations by source is for Tatoeba; a user's parallel test file keeps its lines."""
+    from attnlab.config import TextDataConfig
+    from attnlab.data.text import load_corpus
+
+    for split, de, en in [("train", ["a b", "c d"], ["x y", "z w"]), ("valid", ["a"], ["x"]),
+                          ("test", ["gut", "gut", "neu"], ["good", "fine", "new"])]:
+        (tmp_path / f"{split}.de").write_text("\n".join(de) + "\n", encoding="utf-8")
+        (tmp_path / f"{split}.en").write_text("\n".join(en) + "\n", encoding="utf-8")
+    data = load_corpus(TextDataConfig(name="files", path=str(tmp_path)))
+    assert data.test.sources == ["gut", "gut", "neu"]
+    assert data.test.references == [["good"], ["fine"], ["new"]]

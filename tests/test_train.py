@@ -133,3 +133,21 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_time_budget_stops_training(tmp_path):
     state = fit(tmp_path, ToyTask(), max_minutes=1e-9, epochs=50)
     assert state.finished and "time budget" in state.stop_reason and state.step < 50 * 8
+
+
+def test_weight_decay_spares_biases_tokens_tables_and_vectors():
+    from attnlab.train import make_optimizer
+
+    class WithExtras(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.norm = nn.LayerNorm(3)
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, 3))
+            self.posenc = nn.Module()
+            self.posenc.table = nn.Parameter(torch.zeros(4, 3))
+
+    model = WithExtras()
+    decay, rest = make_optimizer(model, make_cfg().trainer).param_groups
+    assert [p is model.lin.weight for p in decay["params"]] == [True] and decay["weight_decay"] > 0
+    assert len(rest["params"]) == 5 and rest["weight_decay"] == 0.0

@@ -165,15 +165,6 @@ def copy_task_accuracy(norm: str, score: str = "scaled_dot", steps: int = 200) -
     return losses[0], losses[-1], acc
 
 
-@pytest.fixture
-def one_thread():
-    """Small models train faster on one thread; the suite's setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_copy_task_is_learned(norm, one_thread):
     _, _, acc = copy_task_accuracy(norm)

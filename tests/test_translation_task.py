@@ -34,14 +34,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def restore_threads():
-    """In-process runs set torch's thread count (trainer.num_threads=1); give it back after."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(*overrides: str):
     with initialize_config_dir(config_dir=str(Path(config_dir())), version_base="1.3"):
         return compose(config_name="config", overrides=[*TINY, *overrides])

@@ -60,9 +60,13 @@ class Split:
             )
 
     @classmethod
-    def from_pairs(cls, pairs: Iterable[Pair]) -> Split:
+    def from_pairs(cls, pairs: Iterable[Pair], group: bool = True) -> Split:
         """Group (source, target) pairs by source, in order of first appearance; duplicate pairs
-        are kept, so :meth:`pairs` gives back every input pair."""
+        are kept, so :meth:`pairs` gives back every input pair. ``group=False`` keeps one entry
+        per line (line-by-line scoring of a parallel test file)."""
+        if not group:
+            pairs = list(pairs)
+            return cls([src for src, _ in pairs], [[tgt] for _, tgt in pairs])
         grouped: dict[str, list[str]] = {}
         for src, tgt in pairs:
             grouped.setdefault(src, []).append(tgt)
@@ -103,11 +107,13 @@ class ParallelData:
 
 @dataclass
 class RawSplit:
-    """What a corpus reader returns for one split: pairs in the requested direction, and where
-    they came from (for error messages)."""
+    """What a corpus reader returns for one split: pairs in the requested direction, where
+    they came from (for error messages), and whether pairs with one source are that source's
+    several references (Tatoeba) rather than separate lines of a parallel file."""
 
     pairs: list[Pair]
     origin: str
+    multi_reference: bool = False
 
 
 Reader = Callable[[TextDataConfig], dict[str, RawSplit]]
@@ -137,7 +143,9 @@ def load_corpus(cfg: TextDataConfig) -> ParallelData:
             )
         if name == "train" and cfg.max_train_pairs > 0:
             pairs = pairs[: cfg.max_train_pairs]
-        split = Split.from_pairs(pairs)
+        # Tatoeba lists each translation of a sentence as its own pair: group them into
+        # multi-reference sentences. Line-aligned files (Multi30k, yours) stay line by line.
+        split = Split.from_pairs(pairs, group=name == "train" or raw[name].multi_reference)
         splits[name] = split if name == "train" else split.head(cfg.max_eval_sentences)
     return ParallelData(cfg.src_lang, cfg.tgt_lang, **splits, skipped=skipped)
 
@@ -224,7 +232,7 @@ def read_tatoeba_deen(cfg: TextDataConfig) -> dict[str, RawSplit]:
     for name in SPLITS:
         path = TATOEBA_DIR / f"{name}.tsv.gz"
         rows = [line.split("\t") for line in read_lines(path)]
-        out[name] = RawSplit([(r[s], r[t]) for r in rows], origin=str(path))
+        out[name] = RawSplit([(r[s], r[t]) for r in rows], origin=str(path), multi_reference=True)
     return out
 
 

@@ -4,7 +4,8 @@ Encoder (Bahdanau et al. 2015, sec. 3.2): a (bi)directional GRU or LSTM reads th
 x_1..x_m into states h_1..h_m (forward and backward halves concatenated, each direction
 ``hidden_dim // 2`` wide, so h_i has ``hidden_dim`` features, as OpenNMT's ``brnn``).
 
-Decoder, one step t (the seed; Luong et al. 2015, sec. 3.3 "input feeding"):
+Decoder, one step t (the seed's o_t, s_t = RNN(o_{t-1}, x'_t, c_{t-1}); close to Luong et al.
+2015, sec. 3.3 "input feeding", which feeds the attentional state h~_{t-1} instead of c_{t-1}):
 
     s_t   = RNN([x'_t ; c_{t-1}], s_{t-1})          the previous context is an input
     k_i   = W_K h_i                                  keys, computed once per sentence
@@ -16,8 +17,8 @@ Decoder, one step t (the seed; Luong et al. 2015, sec. 3.3 "input feeding"):
     p(y_t | y_<t, x) = softmax(W_s h~_t)             Luong et al. 2015, eq. 6 (W_s may be tied
                                                      to the target embedding, Press & Wolf 2017)
 
-The decoder starts from s_0 = tanh(W_b [h->_m ; h<-_1]) (Bahdanau et al. 2015, appendix A.2.2)
-and c_0 = 0. With ``attention=none`` the model is the classic encoder-decoder (Sutskever et al.
+The decoder starts from s_0 = tanh(W_b [h->_m ; h<-_1]) (after Bahdanau et al. 2015, appendix
+A.2.2, which uses h<-_1 alone) and c_0 = 0. With ``attention=none`` the model is the classic encoder-decoder (Sutskever et al.
 2014; Cho et al. 2014): the same s_0 from the encoder's final states, no context vectors,
 h~_t = tanh(W_c s_t).
 
@@ -244,6 +245,7 @@ class RNNAttention(Seq2Seq):
             raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
+        self.fused = attention.fused
         # Embeddings start small (std E^-1/2, so tied output logits start near 0) and are scaled
         # by sqrt(E) on input, so the RNNs see unit-variance inputs (as Vaswani et al. 2017, 3.4).
         self.embed_scale = math.sqrt(E)
@@ -314,7 +316,7 @@ class RNNAttention(Seq2Seq):
             return top, DecoderState(layers, None), None
         q = self.query_proj(top).unsqueeze(1)  # q_t = W_Q s_t: (B, A) -> (B, 1, A)
         context, weights = attend(
-            q, memory.extra["keys"], memory.states, score, memory.mask, need_weights=need_weights
+            q, memory.extra["keys"], memory.states, score, memory.mask, need_weights=need_weights, fused=self.fused
         )  # c_t = sum_i alpha_ti h_i: (B, 1, H); alpha: (B, 1, S)
         weights = weights.squeeze(1) if weights is not None else None
         return top, DecoderState(layers, context.squeeze(1)), weights

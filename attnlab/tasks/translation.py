@@ -11,7 +11,9 @@ BLEU on the valid split), then load ``best.pt`` and score the test split: sacreB
 and chrF on detokenized cased text against all references, ``hypotheses.txt``, ``results.json``
 and attention heatmaps in ``attention/``.
 
-``mode=evaluate`` rebuilds the tokenizer and the model from a checkpoint alone (its saved config)
+``mode=evaluate`` rebuilds the tokenizer and the model from a checkpoint (sizes, vocabulary and
+languages from its saved config; ``model=`` must name its model, and where the test data lies
+comes from the command line: data.test_split, data.path, data.cache_dir, data.max_eval_sentences)
 and re-scores the test split; ``mode=translate`` translates lines from a file or stdin.
 """
 
