@@ -10,7 +10,6 @@ instead of exiting.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,23 +17,27 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.__main__ import config_dir
-from attnlab.app import TASK_MODULES, check_config
+from attnlab.app import check_config, run_task
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The composed, checked config for these overrides (as ``python -m attnlab OVERRIDES``)."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
+    cfg = _compose(overrides)
     check_config(cfg)
     return cfg
 
 
 def run(overrides: Sequence[str] = (), run_dir: str | Path = "outputs/api") -> dict[str, Any]:
-    """Compose the config, write it to ``run_dir/config.yaml`` and run the task in this process."""
-    cfg = compose_config(overrides)
+    """Compose the config, save it in ``run_dir/.hydra/`` (as Hydra does) and run the task in this
+    process, through the same check and dispatch as the command line."""
+    cfg = _compose(overrides)
     run_dir = Path(run_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    task = importlib.import_module(TASK_MODULES[cfg.task.name])
-    return task.run(cfg, run_dir)
+    return run_task(cfg, run_dir)

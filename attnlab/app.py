@@ -59,12 +59,17 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError("mode=predict needs input=IMAGE_OR_DIR")
 
 
+def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Check the config and run its task; user mistakes raise :class:`UserError`."""
+    check_config(cfg)
+    task = importlib.import_module(TASK_MODULES[cfg.task.name])
+    return task.run(cfg, run_dir)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Check the config and run its task; user mistakes end as one line and a non-zero exit."""
+    """:func:`run_task` for the command line: user mistakes end as one line and a non-zero exit."""
     try:
-        check_config(cfg)
-        task = importlib.import_module(TASK_MODULES[cfg.task.name])
-        return task.run(cfg, run_dir)
+        return run_task(cfg, run_dir)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
