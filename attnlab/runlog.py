@@ -79,6 +79,17 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
     }
 
 
+def prepare_run(cfg: DictConfig, run_dir: Path) -> torch.device:
+    """What every task does first: torch threads (``trainer.num_threads`` > 0), the seed, the
+    device (joining torchrun's process group), and the run folder."""
+    if cfg.trainer.num_threads > 0:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    torch.manual_seed(int(cfg.seed))
+    device = resolve_device(str(cfg.device))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return device
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
     try:

@@ -42,7 +42,7 @@ from attnlab.errors import UserError
 from attnlab.metrics import corpus_scores
 from attnlab.models import build_model
 from attnlab.models.seq2seq import Seq2Seq
-from attnlab.runlog import base_results, resolve_device, write_json
+from attnlab.runlog import base_results, prepare_run, write_json
 from attnlab.train import Trainer, load_best_weights
 from attnlab.viz.text import plot_attention
 
@@ -391,14 +391,6 @@ def translate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str,
 # ----------------------------------------------------------------------------- entry point
 
 
-def setup(cfg: DictConfig) -> torch.device:
-    """Threads (``trainer.num_threads`` > 0), seed and device."""
-    if cfg.trainer.num_threads > 0:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    torch.manual_seed(cfg.seed)
-    return resolve_device(str(cfg.device))
-
-
 MODES = {"train": train, "evaluate": evaluate, "translate": translate}
 
 
@@ -407,5 +399,4 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     mode = str(cfg.mode)
     if mode not in MODES:
         raise UserError(f"mode={mode} is not a translation mode; valid: {', '.join(MODES)}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return MODES[mode](cfg, run_dir, setup(cfg))
+    return MODES[mode](cfg, run_dir, prepare_run(cfg, run_dir))

@@ -38,7 +38,7 @@ from attnlab.data.augment import Augment
 from attnlab.data.images import ImageData, ImageSet, collate, load_images
 from attnlab.errors import UserError
 from attnlab.models import build_model
-from attnlab.runlog import base_results, resolve_device, write_json
+from attnlab.runlog import base_results, prepare_run, write_json
 from attnlab.train import Trainer, load_best_weights
 
 log = logging.getLogger("attnlab.vision")
@@ -230,19 +230,14 @@ def resized(images: ImageSet, size: tuple[int, int] | None) -> ImageSet:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run ``cfg.mode`` (train, evaluate, predict) and return what was written to results.json."""
-    if cfg.trainer.num_threads > 0:
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    device = resolve_device(str(cfg.device))
-    run_dir.mkdir(parents=True, exist_ok=True)
     modes = {"train": train, "evaluate": evaluate, "predict": predict}
     if str(cfg.mode) not in modes:
         raise UserError(f"mode={cfg.mode} is not for task=vision; valid modes: {', '.join(modes)}")
-    return modes[str(cfg.mode)](cfg, run_dir, device)
+    return modes[str(cfg.mode)](cfg, run_dir, prepare_run(cfg, run_dir))
 
 
 def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
     start = time.perf_counter()
-    torch.manual_seed(int(cfg.seed))
     data = load_images(cfg.data)
     image_size = training_image_size(data.train)
     model = build_model(
