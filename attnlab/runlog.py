@@ -76,6 +76,8 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
         "world_size": distributed.world_size(),
         "torch_version": torch.__version__,
         "attnlab_version": __version__,
+        **({"gpu_peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+           if device.type == "cuda" else {}),
     }
 
 

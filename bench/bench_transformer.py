@@ -11,6 +11,7 @@
     python bench/bench_transformer.py            # full
     python bench/bench_transformer.py --quick    # about a minute or two
     python bench/bench_transformer.py --threads 1
+    python bench/bench_transformer.py --device cuda --batch 256
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class TorchTransformer(nn.Module):
         s, t = src.shape[1], tgt_in.shape[1]
         x = F.dropout(self.embed(src) * self.scale + self.pe[:s], 0.1, self.training)
         y = F.dropout(self.embed(tgt_in) * self.scale + self.pe[:t], 0.1, self.training)
-        src_pad = torch.arange(s) >= src_lengths.unsqueeze(1)  # (B, S), True = padding
-        causal = nn.Transformer.generate_square_subsequent_mask(t)
+        src_pad = torch.arange(s, device=src.device) >= src_lengths.unsqueeze(1)  # (B, S), True = padding
+        causal = nn.Transformer.generate_square_subsequent_mask(t, device=src.device)
         h = self.core(
             x, y, tgt_mask=causal, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_in == PAD,
             memory_key_padding_mask=src_pad, tgt_is_causal=True,
@@ -63,9 +64,11 @@ class TorchTransformer(nn.Module):
         return self.out(h)
 
 
-def random_batches(n: int, batch: int, vocab: int, lo: int, hi: int, seed: int) -> list[tuple[Tensor, ...]]:
+def random_batches(
+    n: int, batch: int, vocab: int, lo: int, hi: int, seed: int, device: torch.device = torch.device("cpu")
+) -> list[tuple[Tensor, ...]]:
     """Batches of random sentence pairs with lengths in [lo, hi] (like Tatoeba's 5-25 subwords),
-    each batch padded to its longest member: (src, src_lengths, tgt_in, tgt_out)."""
+    each batch padded to its longest member: (src, src_lengths, tgt_in, tgt_out) on ``device``."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
@@ -79,13 +82,20 @@ def random_batches(n: int, batch: int, vocab: int, lo: int, hi: int, seed: int) 
         tgt_in = torch.cat([torch.full((batch, 1), BOS), torch.where(real, body, PAD)[:, :-1]], 1)
         tgt_out = torch.where(real, body, PAD)
         tgt_out[torch.arange(batch), tgt_len] = EOS
-        out.append((src, src_len, tgt_in, tgt_out))
+        out.append(tuple(x.to(device) for x in (src, src_len, tgt_in, tgt_out)))
     return out
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that host clocks time the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def train_round(model: nn.Module, opt: torch.optim.Optimizer, batches: list[tuple[Tensor, ...]]) -> float:
     """Train on ``batches``; returns target tokens per second."""
-    tokens = 0
+    tokens, device = 0, batches[0][0].device
+    sync(device)
     start = time.perf_counter()
     for src, src_len, tgt_in, tgt_out in batches:
         logits = model(src, src_len, tgt_in)
@@ -94,6 +104,7 @@ def train_round(model: nn.Module, opt: torch.optim.Optimizer, batches: list[tupl
         loss.backward()
         opt.step()
         tokens += int((tgt_out != PAD).sum())
+    sync(device)
     return tokens / (time.perf_counter() - start)
 
 
@@ -110,16 +121,16 @@ def interleaved(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, 
 
 def bench_training(args: argparse.Namespace) -> None:
     d, heads, layers, d_ff, vocab = args.d_model, args.heads, args.layers, args.d_ff, args.vocab
-    batches = random_batches(args.steps, args.batch, vocab, 5, 25, seed=0)
+    batches = random_batches(args.steps, args.batch, vocab, 5, 25, seed=0, device=args.device)
     runs: dict[str, Callable[[], float]] = {}
     for name, fused in (("attnlab (fused)", True), ("attnlab (math)", False)):
         torch.manual_seed(0)
         model = Transformer(vocab, vocab, d_model=d, heads=heads, enc_layers=layers, dec_layers=layers,
-                            d_ff=d_ff, norm=args.norm, fused=fused).train()
+                            d_ff=d_ff, norm=args.norm, fused=fused).to(args.device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         runs[name] = lambda m=model, o=opt: train_round(m, o, batches)
     torch.manual_seed(0)
-    ref = TorchTransformer(vocab, d, heads, layers, d_ff, norm_first=args.norm == "pre").train()
+    ref = TorchTransformer(vocab, d, heads, layers, d_ff, norm_first=args.norm == "pre").to(args.device).train()
     ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4)
     runs["torch.nn.Transformer"] = lambda: train_round(ref, ref_opt, batches)
     rates = interleaved(runs, args.rounds)
@@ -138,7 +149,7 @@ def bench_training(args: argparse.Namespace) -> None:
 def greedy(model: Transformer, src: Tensor, src_len: Tensor, steps: int, cached: bool) -> Tensor:
     """``steps`` greedy tokens per sentence (no early stop, so both variants do equal work)."""
     memory = model.encode(src, src_len)
-    out = torch.full((src.shape[0], 1), BOS)
+    out = torch.full((src.shape[0], 1), BOS, device=src.device)
     state = model.init_state(memory)
     for _ in range(steps):
         if cached:
@@ -152,13 +163,15 @@ def greedy(model: Transformer, src: Tensor, src_len: Tensor, steps: int, cached:
 def bench_decoding(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = Transformer(args.vocab, args.vocab, d_model=args.d_model, heads=args.heads, enc_layers=args.layers,
-                        dec_layers=args.layers, d_ff=args.d_ff, norm=args.norm).eval()
-    src, src_len, _, _ = random_batches(1, args.decode_batch, args.vocab, 5, 25, seed=1)[0]
+                        dec_layers=args.layers, d_ff=args.d_ff, norm=args.norm).to(args.device).eval()
+    src, src_len, _, _ = random_batches(1, args.decode_batch, args.vocab, 5, 25, seed=1, device=args.device)[0]
     assert torch.equal(greedy(model, src, src_len, 8, True), greedy(model, src, src_len, 8, False))
 
     def rate(cached: bool) -> float:
+        sync(args.device)
         start = time.perf_counter()
         greedy(model, src, src_len, args.decode_len, cached)
+        sync(args.device)
         return src.shape[0] / (time.perf_counter() - start)
 
     rates = interleaved({"with KV cache": lambda: rate(True), "without cache": lambda: rate(False)}, args.rounds)
@@ -187,7 +200,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--decode-batch", type=int, default=32)
     parser.add_argument("--decode-len", type=int, default=40)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    args.device = torch.device(args.device)
     if args.quick:
         args.batch, args.steps, args.rounds, args.decode_batch, args.decode_len = 32, 3, 3, 16, 24
     if args.threads:
