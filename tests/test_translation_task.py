@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from PIL import Image
 
 from attnlab.__main__ import config_dir
 from attnlab.errors import UserError
@@ -31,6 +32,13 @@ TINY = [
     "decode.beam_size=2",
     "decode.valid_sentences=8",
     "viz.num_examples=2",
+]
+
+
+# The same tiny run with a one- and two-layer Transformer.
+TINY_TRANSFORMER = [o for o in TINY if not o.startswith("model.")] + [
+    "model=transformer", "model.d_model=32", "model.heads=2", "model.enc_layers=1", "model.dec_layers=2",
+    "model.d_ff=64",
 ]
 
 
@@ -71,6 +79,20 @@ def test_cli_training_writes_the_run_folder_contract(trained):
     valid = [r for r in records if r["kind"] == "valid"]
     assert len(valid) == 2 and {"loss", "bleu", "chrf"} <= set(valid[0])
     assert valid[1]["loss"] < valid[0]["loss"]
+
+
+def test_cli_transformer_run_draws_every_layer_and_head(tmp_path):
+    run_dir = tmp_path / "run"
+    out = cli(*TINY_TRANSFORMER, "attention=general", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["model"], results["attention"], results["test_sentences"]) == ("transformer", "general", 12)
+    sizes = {}
+    for kind in ("", "_cross", "_encoder", "_decoder"):
+        with Image.open(run_dir / "attention" / f"test_001{kind}.png") as image:
+            assert image.format == "PNG"
+            sizes[kind] = image.size
+    assert sizes["_cross"][0] > sizes[""][0]  # three panels a row (mean, head 1, head 2) against one
 
 
 def test_evaluate_from_the_checkpoint_alone_gives_the_same_bleu(trained, tmp_path):

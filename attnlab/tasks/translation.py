@@ -44,11 +44,12 @@ from attnlab.models import build_model
 from attnlab.models.seq2seq import Seq2Seq
 from attnlab.runlog import base_results, prepare_run, write_json
 from attnlab.train import Trainer, load_best_weights
-from attnlab.viz.text import plot_attention
+from attnlab.viz.text import plot_attention, plot_attention_grid
 
 log = logging.getLogger("attnlab.translation")
 
 EOS_PIECE = "</s>"
+BOS_PIECE = "<s>"
 # SentencePiece learns its vocabulary from a random sample of this many training sentences:
 # on the shipped corpus (260k sentences) that halves the tokenizer's time for the same lengths.
 TOKENIZER_SAMPLE = 100_000
@@ -190,17 +191,36 @@ def score_split(
 def draw_attention(
     model: Seq2Seq, toks: Tokenizers, sentences: Sequence[str], cfg: DecodeConfig, device: torch.device, folder: Path
 ) -> list[Path]:
-    """Heatmaps of the attention of the chosen translations of ``sentences`` (``attention/*.png``)."""
+    """Heatmaps of the attention of the chosen translations of ``sentences``: ``test_NNN.png``
+    (the attention that the search used: the RNN's, or the Transformer's last cross-attention
+    averaged over heads) and, for a model with ``attention_maps`` (the Transformer), grids of every
+    layer and head: ``test_NNN_cross.png``, ``test_NNN_encoder.png``, ``test_NNN_decoder.png``."""
     hyps = translate_sentences(model, toks, sentences, cfg, device, need_weights=True)
+    maps = getattr(model, "attention_maps", None)
+    axes = {"cross": ("output", "source"), "encoder": ("source", "source"), "decoder": ("output", "output so far")}
     paths = []
     for n, (sentence, hyp) in enumerate(zip(sentences, hyps)):
         if hyp.attention is None:
             log.info("this model returns no attention weights (attention=none?): no heatmaps")
             return []
-        src = [toks.src.id_to_piece(i) for i in toks.src.encode(sentence)] + [EOS_PIECE]
+        src_ids = toks.src.encode(sentence)
+        src = [toks.src.id_to_piece(i) for i in src_ids] + [EOS_PIECE]
         tgt = [toks.tgt.id_to_piece(i) for i in hyp.tokens] + [EOS_PIECE]
         title = f"{sentence}\n-> {toks.tgt.decode(hyp.tokens)}"
         paths.append(plot_attention(hyp.attention, src, tgt, folder / f"test_{n:03d}.png", title))
+        if maps is None:
+            continue
+        # Teacher-force the model on its own translation: row t of a decoder map predicts token t.
+        src_t, src_len = pad_batch([src_ids], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (1, S), ending in eos
+        tgt_in = torch.tensor([[Seq2Seq.bos_id, *hyp.tokens]])  # (1, T): bos + the translation
+        model.eval()
+        tokens = {"source": src, "output": tgt, "output so far": [BOS_PIECE, *tgt[:-1]]}
+        for kind, layers in maps(src_t.to(device), src_len.to(device), tgt_in.to(device)).items():
+            rows, cols = axes[kind]
+            heads = [w[0] for w in layers]  # per layer: (1, H, R, C) -> (H, R, C)
+            path = folder / f"test_{n:03d}_{kind}.png"
+            paths.append(plot_attention_grid(heads, tokens[rows], tokens[cols], path, f"{kind} attention: {title}",
+                                             rows, cols))
     return paths
 
 

@@ -1,4 +1,6 @@
-"""Source x target attention heatmaps (as in Bahdanau et al. 2015, fig. 3).
+"""Source x target attention heatmaps (as in Bahdanau et al. 2015, fig. 3), and grids of them
+for multi-head models (one row per layer: the mean over heads, then each head; Vaswani et al.
+2017, figs. 3-5, show such heads).
 
 Row t shows alpha_t, the attention weights of output step t over the source subwords. Drawn
 with matplotlib's object API on an Agg canvas, so it works without a display and never touches
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+import torch
 from torch import Tensor
 
 
@@ -37,6 +40,51 @@ def plot_attention(
     if title:
         ax.set_title(title, fontsize=9, wrap=True)
     fig.colorbar(image, ax=ax, fraction=0.05)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def plot_attention_grid(
+    weights: Sequence[Tensor],
+    row_tokens: Sequence[str],
+    col_tokens: Sequence[str],
+    path: Path,
+    title: str = "",
+    rows: str = "query",
+    cols: str = "key",
+) -> Path:
+    """Save a grid of heatmaps: one row per layer, the mean over heads first, then each head.
+
+    ``weights``: one (H, R, C) tensor per layer, rows = ``row_tokens`` (R), columns =
+    ``col_tokens`` (C); ``rows``/``cols`` name the axes (e.g. "output"/"source")."""
+    if not weights:
+        raise ValueError("no layers to draw")
+    heads, R, C = weights[0].shape
+    if (R, C) != (len(row_tokens), len(col_tokens)):
+        raise ValueError(f"weights {(R, C)} do not match {len(row_tokens)} x {len(col_tokens)} tokens")
+    layers = len(weights)
+    fig = Figure(figsize=((heads + 1) * (1.0 + 0.22 * C) + 1.0, layers * (0.8 + 0.2 * R) + 1.0),
+                 dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(layers, heads + 1, squeeze=False)
+    for layer, w in enumerate(weights):
+        w = w.detach().float().cpu()
+        panels = torch.cat([w.mean(dim=0, keepdim=True), w])  # (H + 1, R, C): mean, then each head
+        for column, panel in enumerate(panels):
+            ax = axes[layer, column]
+            image = ax.imshow(panel.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+            ax.set_title(f"layer {layer + 1}, " + ("mean of heads" if column == 0 else f"head {column}"), fontsize=8)
+            last_row, first_column = layer == layers - 1, column == 0
+            ax.set_xticks(range(C), labels=list(col_tokens) if last_row else [], rotation=90, fontsize=6)
+            ax.set_yticks(range(R), labels=list(row_tokens) if first_column else [], fontsize=6)
+            if last_row:
+                ax.set_xlabel(cols, fontsize=8)
+            if first_column:
+                ax.set_ylabel(rows, fontsize=8)
+    fig.colorbar(image, ax=axes, fraction=0.02)
+    if title:
+        fig.suptitle(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
