@@ -49,6 +49,11 @@ def check_config(cfg: DictConfig) -> None:
             f"attention=none works only with model={', '.join(sorted(ATTENTION_OPTIONAL))}; "
             f"{model} needs a score: dot, scaled_dot, general or additive"
         )
+    if cfg.mode == "train" and cfg.model.get("share_embeddings") and not cfg.data.get("shared_vocab", True):
+        raise UserError(
+            "model.share_embeddings=true needs one vocabulary for both languages, but data.shared_vocab=false "
+            "trains one per language; set data.shared_vocab=true or model.share_embeddings=false"
+        )
     if cfg.mode != "train" and not cfg.checkpoint and not cfg.resume:
         raise UserError(f"mode={cfg.mode} needs checkpoint=PATH (a checkpoints/best.pt of a training run)")
     if cfg.mode in ("translate",) and task != "translation":
