@@ -11,6 +11,7 @@ from attnlab.config import AttentionConfig, DecodeConfig, RNNAttnConfig
 from attnlab.decode import beam_search, greedy_search, length_penalty, max_lengths, translate_batch
 from attnlab.models.rnn_attn import RNNAttention
 from attnlab.models.seq2seq import Memory, Seq2Seq
+from attnlab.models.transformer import Transformer
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -104,6 +105,11 @@ def random_rnn(seed=0, vocab=16) -> RNNAttention:
     return model
 
 
+def random_transformer(seed=0, vocab=16) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(vocab, vocab, d_model=16, heads=2, enc_layers=1, dec_layers=2, d_ff=32, dropout=0.0).eval()
+
+
 def test_beam_search_finds_a_better_sequence_than_greedy():
     model = toy_beats_greedy()
     src, lengths = src_batch([4])
@@ -116,7 +122,7 @@ def test_beam_search_finds_a_better_sequence_than_greedy():
     assert beam.log_prob > greedy.log_prob + 0.5  # log(0.4) vs log(0.6 * 0.4)
 
 
-@pytest.mark.parametrize("model", [random_rnn(), CountingModel()])
+@pytest.mark.parametrize("model", [random_rnn(), random_transformer(), CountingModel()])
 def test_beam_size_one_equals_greedy(model):
     src, lengths = src_batch([5, 3, 7, 2])
     cfg = DecodeConfig(beam_size=1, length_penalty=0.0)
@@ -151,9 +157,9 @@ def test_batch_result_equals_one_by_one(beam_size):
         torch.testing.assert_close(hyp.attention, alone.attention)
 
 
+@pytest.mark.parametrize("model", [random_rnn(), random_transformer()], ids=["rnn", "transformer"])
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_attention_of_the_chosen_hypothesis_has_one_row_per_output_step(beam_size):
-    model = random_rnn()
+def test_attention_of_the_chosen_hypothesis_has_one_row_per_output_step(beam_size, model):
     src, lengths = src_batch([5, 3])
     for hyp, n in zip(translate_batch(model, src, lengths, DecodeConfig(beam_size=beam_size), need_weights=True), [5, 3]):
         assert hyp.attention.shape == (len(hyp.tokens) + 1, n)  # + the eos step; real source only
