@@ -86,7 +86,11 @@ class Run:
         return _finite(self.results.get(metric)) if self.results else None
 
     def valid_records(self) -> list[dict[str, Any]]:
-        return [r for r in self.metrics if r.get("kind") == "valid"]
+        return self.records("valid")
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """The metrics.jsonl records of one kind: "train" or "valid"."""
+        return [r for r in self.metrics if r.get("kind") == kind]
 
     def _field(self, result_key: str, config_key: str) -> Any:
         """A field from results.json, else the config, else the overrides."""
@@ -235,9 +239,9 @@ class Stat:
 
 
 def _number(x: float, like: Optional[float] = None) -> str:
-    """Two decimals for scores such as BLEU, four for fractions such as accuracy."""
+    """Four decimals for fractions such as accuracy (at most 1), two for scores such as BLEU."""
     scale = abs(like if like is not None else x)
-    return f"{x:.4f}" if scale < 10 else f"{x:.2f}"
+    return f"{x:.4f}" if scale <= 1 else f"{x:.2f}"
 
 
 # ----------------------------------------------------------------------------- summary rows
@@ -535,29 +539,39 @@ def plot_learning_curves(rows: Sequence[Row], path: Path) -> None:
     """Validation metric against step, one line per variant: the mean over seeds, a band of ± std.
 
     The seeds' validations are aligned by their order (the k-th validation of each seed); a
-    variant's curve stops at its shortest seed, so every point averages the same seeds.
+    variant's curve stops at its shortest seed, so every point averages the same seeds. Runs
+    that validated once at most (a short budget: under one epoch) get their training loss instead.
     """
     tasks = list(dict.fromkeys(r.task for r in rows))
     fig, axes = _figure(len(tasks), height=3.5 * len(tasks))
     for ax, task in zip(axes, tasks):
         task_rows = [r for r in rows if r.task == task]
-        metric = curve_metric(task_rows)
+        metric, kind = curve_source(task_rows)
         for row in task_rows:
-            curve = mean_curve(row.runs, metric)
+            curve = mean_curve(row.runs, metric, kind)
             if curve:
                 steps, means, stds = zip(*curve)
-                (line,) = ax.plot(steps, means, marker=".", label=f"{row.variant} (n={curve_seeds(row.runs, metric)})")
+                seeds = curve_seeds(row.runs, metric, kind)
+                (line,) = ax.plot(steps, means, marker=".", label=f"{row.variant} (n={seeds})")
                 low = [m - s for m, s in zip(means, stds)]
                 high = [m + s for m, s in zip(means, stds)]
                 ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
         ax.set_title(task)
         ax.set_xlabel("step")
-        ax.set_ylabel(f"validation {metric}")
+        ax.set_ylabel(f"{'validation' if kind == 'valid' else 'training'} {metric}")
         if ax.lines:
             ax.legend(fontsize="small")
         else:
-            ax.text(0.5, 0.5, "no validation records", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no records to draw", ha="center", va="center", transform=ax.transAxes)
     fig.savefig(path, dpi=100)
+
+
+def curve_source(rows: Sequence[Row]) -> tuple[str, str]:
+    """``(metric, kind)`` of the learning curves: the validation metric of :func:`curve_metric`,
+    or the training loss when no run validated twice (a single point is no curve)."""
+    if all(len(run.valid_records()) < 2 for row in rows for run in row.runs):
+        return "loss", "train"
+    return curve_metric(rows), "valid"
 
 
 def curve_metric(rows: Sequence[Row]) -> str:
@@ -567,9 +581,10 @@ def curve_metric(rows: Sequence[Row]) -> str:
     return wanted if wanted in has or "loss" not in has else "loss"
 
 
-def mean_curve(runs: Sequence[Run], metric: str) -> list[tuple[float, float, float]]:
-    """``(mean step, mean value, sample std or 0)`` of the k-th validation over the runs that have one."""
-    curves = [c for c in (_curve(run, metric) for run in runs) if c]
+def mean_curve(runs: Sequence[Run], metric: str, kind: str = "valid") -> list[tuple[float, float, float]]:
+    """``(mean step, mean value, sample std or 0)`` of the k-th record of ``kind`` (validation or
+    training log) over the runs that have one."""
+    curves = [c for c in (_curve(run, metric, kind) for run in runs) if c]
     if not curves:
         return []
     points = []
@@ -580,14 +595,14 @@ def mean_curve(runs: Sequence[Run], metric: str) -> list[tuple[float, float, flo
     return points
 
 
-def curve_seeds(runs: Sequence[Run], metric: str) -> int:
+def curve_seeds(runs: Sequence[Run], metric: str, kind: str = "valid") -> int:
     """How many runs a :func:`mean_curve` averages."""
-    return sum(bool(_curve(run, metric)) for run in runs)
+    return sum(bool(_curve(run, metric, kind)) for run in runs)
 
 
-def _curve(run: Run, metric: str) -> list[tuple[float, float]]:
+def _curve(run: Run, metric: str, kind: str) -> list[tuple[float, float]]:
     points = []
-    for rec in run.valid_records():
+    for rec in run.records(kind):
         step, value = _finite(rec.get("step")), _finite(rec.get(metric))
         if step is not None and value is not None:
             points.append((step, value))

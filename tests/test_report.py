@@ -109,6 +109,7 @@ def test_summarize_groups_seeds_and_computes_mean_and_sample_std(sweep: Path) ->
     assert general.n_seeds == 1 and general.incomplete == 1
     assert general.stats["bleu"].mean == 15.0 and general.stats["bleu"].std is None
     assert general.stats["bleu"].text() == "15.00 ± n/a"
+    assert report.Stat([6.53864]).text() == "6.54 ± n/a"  # a low BLEU is still a BLEU, not a fraction
     assert dot.train_seconds.mean == pytest.approx(11.0)
     assert dot.num_params == [1234] and none.num_params == [1000]
 
@@ -182,6 +183,18 @@ def test_mean_curve_averages_the_kth_validation_over_seeds(sweep: Path) -> None:
     curve = report.mean_curve(dot.runs, "bleu")
     assert [(s, m) for s, m, _ in curve] == [(10.0, 11.0), (20.0, 22.0)]
     assert curve[1][2] == pytest.approx(2.0)
+
+
+def test_curves_show_training_loss_when_no_run_validated_twice(tmp_path: Path) -> None:
+    results = {"task": "translation", "model": "rnn_attn", "attention": "dot", "seed": 0, "bleu": 9.0}
+    folder = make_run(tmp_path / "run", ["attention=dot"], results, valid=[{"step": 5, "bleu": 9.0}],
+                      config=translation_config("dot", 0))
+    rows = report.summarize(report.load_runs(tmp_path))
+    assert report.curve_source(rows) == ("loss", "train")
+    assert report.mean_curve(rows[0].runs, "loss", "train") == [(5.0, 3.0, 0.0)]
+    with (folder / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"kind": "valid", "step": 9, "bleu": 12.0}) + "\n")
+    assert report.curve_source(report.summarize(report.load_runs(tmp_path))) == ("bleu", "valid")
 
 
 def test_empty_or_missing_folder_is_a_user_error(tmp_path: Path) -> None:
