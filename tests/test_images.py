@@ -195,10 +195,10 @@ def test_mnist_unknown_subset_lists_the_valid_ones():
     "content, message",
     [
         # an images file read as labels
-        (gzip.compress(struct.pack(">IIII", 0x803, 2, 2, 2) + bytes(8)), "not a 1-d IDX file"),
-        (gzip.compress(struct.pack(">II", 0x801, 10) + bytes(9)), "holds 9 bytes of data"),  # truncated
+        (gzip.compress(struct.pack(">IIII", 0x803, 2, 2, 2) + bytes(8), mtime=0), "not a 1-d IDX file"),
+        (gzip.compress(struct.pack(">II", 0x801, 10) + bytes(9), mtime=0), "holds 9 bytes of data"),  # truncated
         (b"not gzip at all", "not a readable gzip file"),
-        (gzip.compress(b"\x00\x00"), "magic none"),
+        (gzip.compress(b"\x00\x00", mtime=0), "magic none"),  # mtime=0: same test ids in every process
     ],
 )
 def test_corrupt_idx_file(tmp_path, content, message):
