@@ -196,8 +196,6 @@ def draw_attention(
     averaged over heads) and, for a model with ``attention_maps`` (the Transformer), grids of every
     layer and head: ``test_NNN_cross.png``, ``test_NNN_encoder.png``, ``test_NNN_decoder.png``."""
     hyps = translate_sentences(model, toks, sentences, cfg, device, need_weights=True)
-    maps = getattr(model, "attention_maps", None)
-    axes = {"cross": ("output", "source"), "encoder": ("source", "source"), "decoder": ("output", "output so far")}
     paths = []
     for n, (sentence, hyp) in enumerate(zip(sentences, hyps)):
         if hyp.attention is None:
@@ -208,19 +206,32 @@ def draw_attention(
         tgt = [toks.tgt.id_to_piece(i) for i in hyp.tokens] + [EOS_PIECE]
         title = f"{sentence}\n-> {toks.tgt.decode(hyp.tokens)}"
         paths.append(plot_attention(hyp.attention, src, tgt, folder / f"test_{n:03d}.png", title))
-        if maps is None:
-            continue
-        # Teacher-force the model on its own translation: row t of a decoder map predicts token t.
-        src_t, src_len = pad_batch([src_ids], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (1, S), ending in eos
-        tgt_in = torch.tensor([[Seq2Seq.bos_id, *hyp.tokens]])  # (1, T): bos + the translation
-        model.eval()
-        tokens = {"source": src, "output": tgt, "output so far": [BOS_PIECE, *tgt[:-1]]}
-        for kind, layers in maps(src_t.to(device), src_len.to(device), tgt_in.to(device)).items():
-            rows, cols = axes[kind]
-            heads = [w[0] for w in layers]  # per layer: (1, H, R, C) -> (H, R, C)
-            path = folder / f"test_{n:03d}_{kind}.png"
-            paths.append(plot_attention_grid(heads, tokens[rows], tokens[cols], path, f"{kind} attention: {title}",
-                                             rows, cols))
+        if hasattr(model, "attention_maps"):
+            paths += _draw_every_layer(model, src_ids, hyp.tokens, src, tgt, title, folder / f"test_{n:03d}", device)
+    return paths
+
+
+# The axes of each kind of map of Transformer.attention_maps: (rows, columns).
+_MAP_AXES = {"cross": ("output", "source"), "encoder": ("source", "source"), "decoder": ("output", "output so far")}
+
+
+def _draw_every_layer(
+    model: Seq2Seq, src_ids: list[int], out_ids: list[int], src: list[str], tgt: list[str], title: str,
+    stem: Path, device: torch.device,
+) -> list[Path]:
+    """``<stem>_cross.png``, ``_encoder.png``, ``_decoder.png``: every layer and head of the model's
+    ``attention_maps``, teacher-forced on its own translation (row t of a decoder map is the step
+    that predicts output token t)."""
+    src_t, src_len = pad_batch([src_ids], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (1, S), ending in eos
+    tgt_in = torch.tensor([[Seq2Seq.bos_id, *out_ids]])  # (1, T): bos + the translation
+    maps = model.attention_maps(src_t.to(device), src_len.to(device), tgt_in.to(device))
+    tokens = {"source": src, "output": tgt, "output so far": [BOS_PIECE, *tgt[:-1]]}
+    paths = []
+    for kind, layers in maps.items():
+        rows, cols = _MAP_AXES[kind]
+        heads = [w[0] for w in layers]  # per layer: (1, H, R, C) -> (H, R, C)
+        path = stem.with_name(f"{stem.name}_{kind}.png")
+        paths.append(plot_attention_grid(heads, tokens[rows], tokens[cols], path, f"{kind} attention: {title}", rows, cols))
     return paths
 
 
