@@ -1,7 +1,8 @@
 """Run attnlab from Python (notebooks, scripts) with the same overrides as the command line.
 
-    from attnlab.api import run
+    from attnlab.api import run, run_cached
     results = run(["task=vision", "trainer.epochs=2"], run_dir="runs/vit-small")
+    run_dir = run_cached("vit-small", ["task=vision", "trainer.epochs=2"], "runs")  # reused when done
 
 The config is composed by Hydra exactly as for ``python -m attnlab`` (same groups, same checks);
 the run writes the same files into ``run_dir``. User mistakes raise :class:`attnlab.errors.UserError`
@@ -10,6 +11,8 @@ instead of exiting.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,3 +44,15 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path = "outputs/api") -> d
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     return run_task(cfg, run_dir)
+
+
+def run_cached(name: str, overrides: Sequence[str], runs_dir: str | Path) -> Path:
+    """Run into ``runs_dir/<name>-<hash>`` unless a finished run (one with results.json) is there
+    already; returns the run folder. The hash is that of the whole composed config, so a changed
+    recipe or default trains anew instead of reusing a stale run; an unfinished run starts over."""
+    config = OmegaConf.to_yaml(_compose(overrides))
+    run_dir = Path(runs_dir) / f"{name}-{hashlib.sha1(config.encode()).hexdigest()[:8]}"
+    if not (run_dir / "results.json").is_file():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run(overrides, run_dir)
+    return run_dir

@@ -1,0 +1,30 @@
+"""attnlab.api: runs from Python, and runs reused by their composed config."""
+
+import json
+from pathlib import Path
+
+from attnlab import api
+
+TINY_VISION = ["task=vision", "model.dim=16", "model.depth=1", "model.heads=2", "trainer.epochs=1",
+               "trainer.progress=false", "trainer.num_threads=1", "viz.enabled=false", "data.max_train=64"]
+
+
+def test_run_cached_reuses_a_finished_run_and_retrains_when_the_config_changes(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    real_run = api.run
+    monkeypatch.setattr(api, "run", lambda overrides, run_dir: calls.append(run_dir) or real_run(overrides, run_dir))
+
+    first = api.run_cached("vit", TINY_VISION, tmp_path)
+    assert json.loads((first / "results.json").read_text())["model"] == "vit"
+    assert api.run_cached("vit", TINY_VISION, tmp_path) == first and len(calls) == 1  # reused
+
+    # keyed by the composed config, not the override text: naming a default changes nothing...
+    assert api.run_cached("vit", [*TINY_VISION, "model.mlp_ratio=2.0"], tmp_path) == first and len(calls) == 1
+    # ...while any changed value, from the command line or a recipe, trains anew
+    changed = api.run_cached("vit", [*TINY_VISION, "model.mlp_ratio=3.0"], tmp_path)
+    assert changed != first and len(calls) == 2
+
+    (first / "results.json").unlink()  # an interrupted run starts over
+    (first / "stale.txt").write_text("left by the interrupted run")
+    assert api.run_cached("vit", TINY_VISION, tmp_path) == first and len(calls) == 3
+    assert not (first / "stale.txt").exists()
