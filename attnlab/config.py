@@ -209,6 +209,7 @@ class DecodeConfig:
 class VizConfig:
     enabled: bool = True
     num_examples: int = 4
+    layer_grids: int = 1  # of those examples, how many also get every layer and head drawn (Transformer)
 
 
 @dataclass

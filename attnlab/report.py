@@ -216,6 +216,7 @@ class Stat:
     """Mean and sample standard deviation of one quantity over the seeds of a variant."""
 
     values: list[float]
+    fraction: bool = False  # a value in [0, 1] such as accuracy: four decimals instead of two
 
     @property
     def n(self) -> int:
@@ -234,14 +235,13 @@ class Stat:
         """``"23.41 ± 0.52"``, ``"23.41 ± n/a"`` for one value, ``"n/a"`` for none."""
         if self.mean is None:
             return "n/a"
-        std = "n/a" if self.std is None else _number(self.std, like=self.mean)
-        return f"{_number(self.mean)} ± {std}"
+        digits = 4 if self.fraction else 2
+        std = "n/a" if self.std is None else f"{self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {std}"
 
 
-def _number(x: float, like: Optional[float] = None) -> str:
-    """Four decimals for fractions such as accuracy (at most 1), two for scores such as BLEU."""
-    scale = abs(like if like is not None else x)
-    return f"{x:.4f}" if scale <= 1 else f"{x:.2f}"
+# Metrics that are fractions in [0, 1]; the others (BLEU, chrF, losses) print with two decimals.
+FRACTION_METRICS = {"accuracy"}
 
 
 # ----------------------------------------------------------------------------- summary rows
@@ -292,7 +292,7 @@ class Row:
 
 
 def _stat(runs: Sequence[Run], metric: str) -> Stat:
-    return Stat([v for r in runs if (v := r.value(metric)) is not None])
+    return Stat([v for r in runs if (v := r.value(metric)) is not None], fraction=metric in FRACTION_METRICS)
 
 
 def summarize(runs: Sequence[Run], metric: str | Sequence[str] | None = None) -> list[Row]:

@@ -29,7 +29,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 
 # 1. Benchmark: bigger batches than on the CPU, so the GPU has work to do.
 if [[ $parts == *" bench "* ]]; then
-  timeout 120 "$py" bench/bench_transformer.py --device cuda --batch 256 --steps 20 --rounds 5 \
+  timeout -k 20 120 "$py" bench/bench_transformer.py --device cuda --batch 256 --steps 20 --rounds 5 \
     --decode-batch 128 --decode-len 40 2>&1 | tee "$out/bench_transformer.md" \
     || echo "bench_transformer.py: exit $?" | tee -a "$out/summary.txt"
 fi
@@ -45,7 +45,7 @@ for pair in "de en" "en de"; do
   set -- $pair
   name="multi30k_transformer_$1$2"
   start=$(date +%s)
-  timeout 300 "$py" -m attnlab "${gpu_recipe[@]}" data.src_lang="$1" data.tgt_lang="$2" \
+  timeout -k 20 300 "$py" -m attnlab "${gpu_recipe[@]}" data.src_lang="$1" data.tgt_lang="$2" \
     hydra.run.dir="$runs/$name" > "$runs/$name.log" 2>&1
   rc=$?
   echo "$name: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$out/summary.txt"
@@ -61,7 +61,7 @@ done
 for precision in fp32 bf16; do
   [[ $parts == *" vit "* ]] || break
   name="vit_digits_$precision"
-  timeout 60 "$py" -m attnlab task=vision device=cuda trainer.precision=$precision trainer.max_minutes=0.4 \
+  timeout -k 20 60 "$py" -m attnlab task=vision device=cuda trainer.precision=$precision trainer.max_minutes=0.4 \
     trainer.progress=false viz.enabled=false \
     hydra.run.dir="$runs/$name" > "$runs/$name.log" 2>&1
   echo "$name: exit $?" | tee -a "$out/summary.txt"
@@ -81,3 +81,4 @@ for run in sorted(p for p in Path(sys.argv[1]).iterdir() if (p / "results.json")
     print(f"{run.name}: {shown}, median {statistics.median(rates) if rates else 0:,.0f}/s")
 PY
 pack
+rm -rf "$runs"

@@ -66,7 +66,7 @@ def image_folder(root: Path, classes: dict[str, int]) -> Path:
         (["mode=evaluate"], ["needs checkpoint=PATH"]),
         (["model=transformer", "model.d_model=30", "model.heads=4", *SMALL_TEXT[:2]], ["heads (4) must be a positive divisor of the width (30)"]),
         (["model=transformer", "model.posenc=spiral", *SMALL_TEXT[:2]], ["unknown positional encoding 'spiral'", "sincos2d"]),
-        (["model=transformer", "data.shared_vocab=false"], ["share_embeddings=true needs one vocabulary", "model.share_embeddings=false"]),
+        (["model=transformer", "data.shared_vocab=false", *SMALL_TEXT[:2]], ["share_embeddings=true needs one vocabulary", "model.share_embeddings=false"]),
         (["task=vision", "model.patch_size=9", *SMALL_VISION[1:]], ["larger than an image of 8x8"]),
         (["device=cuda"], ["device=cuda but no CUDA GPU"]),
     ],

@@ -109,7 +109,9 @@ def test_summarize_groups_seeds_and_computes_mean_and_sample_std(sweep: Path) ->
     assert general.n_seeds == 1 and general.incomplete == 1
     assert general.stats["bleu"].mean == 15.0 and general.stats["bleu"].std is None
     assert general.stats["bleu"].text() == "15.00 ± n/a"
-    assert report.Stat([6.53864]).text() == "6.54 ± n/a"  # a low BLEU is still a BLEU, not a fraction
+    assert report.Stat([6.53864]).text() == "6.54 ± n/a"
+    assert report.Stat([0.15, 0.25]).text() == "0.20 ± 0.07"  # a BLEU below 1 is still a BLEU
+    assert report.Stat([0.9, 0.94], fraction=True).text() == "0.9200 ± 0.0283"
     assert dot.train_seconds.mean == pytest.approx(11.0)
     assert dot.num_params == [1234] and none.num_params == [1000]
 

@@ -87,12 +87,33 @@ def test_cli_transformer_run_draws_every_layer_and_head(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert (results["model"], results["attention"], results["test_sentences"]) == ("transformer", "general", 12)
-    sizes = {}
-    for kind in ("", "_cross", "_encoder", "_decoder"):
-        with Image.open(run_dir / "attention" / f"test_001{kind}.png") as image:
+    for kind in ("", "_cross", "_encoder", "_decoder"):  # viz.layer_grids=1: the first sentence only
+        with Image.open(run_dir / "attention" / f"test_000{kind}.png") as image:
             assert image.format == "PNG"
-            sizes[kind] = image.size
-    assert sizes["_cross"][0] > sizes[""][0]  # three panels a row (mean, head 1, head 2) against one
+    assert (run_dir / "attention" / "test_001.png").is_file()
+    assert not (run_dir / "attention" / "test_001_cross.png").exists()
+
+
+def test_every_layer_grid_has_the_layers_heads_and_tokens_of_its_kind(tmp_path, monkeypatch):
+    from attnlab.models.transformer import Transformer
+
+    drawn = {}
+
+    def record(weights, rows, cols, path, *args):
+        drawn[path.name] = ([tuple(w.shape) for w in weights], len(rows), len(cols))
+        return path
+
+    monkeypatch.setattr(translation, "plot_attention_grid", record)
+    torch.manual_seed(0)
+    model = Transformer(20, 20, d_model=16, heads=2, enc_layers=1, dec_layers=3, d_ff=32).eval()
+    src_ids, out_ids = [5, 6, 7, 8], [9, 10]  # S = 4 + eos, T = 2 + eos
+    src, tgt = ["a", "b", "c", "d", "</s>"], ["x", "y", "</s>"]
+    translation._draw_every_layer(model, src_ids, out_ids, src, tgt, "t", tmp_path / "test_000", torch.device("cpu"))
+    assert drawn == {
+        "test_000_encoder.png": ([(2, 5, 5)] * 1, 5, 5),
+        "test_000_cross.png": ([(2, 3, 5)] * 3, 3, 5),
+        "test_000_decoder.png": ([(2, 3, 3)] * 3, 3, 3),
+    }
 
 
 def test_evaluate_from_the_checkpoint_alone_gives_the_same_bleu(trained, tmp_path):

@@ -189,12 +189,19 @@ def score_split(
 
 
 def draw_attention(
-    model: Seq2Seq, toks: Tokenizers, sentences: Sequence[str], cfg: DecodeConfig, device: torch.device, folder: Path
+    model: Seq2Seq,
+    toks: Tokenizers,
+    sentences: Sequence[str],
+    cfg: DecodeConfig,
+    device: torch.device,
+    folder: Path,
+    layer_grids: int = 1,
 ) -> list[Path]:
     """Heatmaps of the attention of the chosen translations of ``sentences``: ``test_NNN.png``
     (the attention that the search used: the RNN's, or the Transformer's last cross-attention
-    averaged over heads) and, for a model with ``attention_maps`` (the Transformer), grids of every
-    layer and head: ``test_NNN_cross.png``, ``test_NNN_encoder.png``, ``test_NNN_decoder.png``."""
+    averaged over heads) and, for the first ``layer_grids`` sentences and a model with
+    ``attention_maps`` (the Transformer), grids of every layer and head: ``test_NNN_cross.png``,
+    ``test_NNN_encoder.png``, ``test_NNN_decoder.png``."""
     hyps = translate_sentences(model, toks, sentences, cfg, device, need_weights=True)
     paths = []
     for n, (sentence, hyp) in enumerate(zip(sentences, hyps)):
@@ -206,7 +213,7 @@ def draw_attention(
         tgt = [toks.tgt.id_to_piece(i) for i in hyp.tokens] + [EOS_PIECE]
         title = f"{sentence}\n-> {toks.tgt.decode(hyp.tokens)}"
         paths.append(plot_attention(hyp.attention, src, tgt, folder / f"test_{n:03d}.png", title))
-        if hasattr(model, "attention_maps"):
+        if n < layer_grids and hasattr(model, "attention_maps"):
             paths += _draw_every_layer(model, src_ids, hyp.tokens, src, tgt, title, folder / f"test_{n:03d}", device)
     return paths
 
@@ -326,7 +333,8 @@ def test_results(
     log.info("test: %s | %s", scores["bleu_detail"], scores["sacrebleu_signature"])
     log.info("test chrF %.2f | %s", scores["chrf"], scores["chrf_signature"])
     if cfg.viz.enabled and cfg.viz.num_examples > 0:
-        draw_attention(model, toks, test.sources[: cfg.viz.num_examples], cfg.decode, device, run_dir / "attention")
+        draw_attention(model, toks, test.sources[: cfg.viz.num_examples], cfg.decode, device, run_dir / "attention",
+                       cfg.viz.layer_grids)
     decode = {k: cfg.decode[k] for k in ("beam_size", "length_penalty", "max_len_a", "max_len_b")}
     return {**base_results(cfg, model, device), **scores, "test_sentences": len(test), "decode": decode}
 
