@@ -178,7 +178,8 @@ class ViTConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    max_minutes: float = 0.0  # wall-clock budget for training; 0 = none
+    max_steps: int = 0  # optimizer steps; 0 = epochs decide. The schedule spans min(steps, epochs)
+    max_minutes: float = 0.0  # safety cap on training time: stops the run, never shapes the schedule; 0 = none
     batch_size: int = 64  # images, or sentences when max_tokens = 0
     max_tokens: int = 0  # translation: token budget per batch (length-bucketed); 0 = batch_size
     lr: float = 1e-3

@@ -3,13 +3,15 @@
 A task hands the :class:`Trainer` a :class:`Trainable`: the model, its batches for an epoch, a loss
 for a batch and a validation function. The trainer owns everything else: AdamW, the learning-rate
 schedule, gradient clipping, validation each epoch, ``best.pt``/``last.pt`` checkpoints (atomic),
-``resume=true``, a wall-clock budget, a progress bar, ``metrics.jsonl``, a clean stop with a saved
+``resume=true``, a step budget and a wall-clock safety cap, a progress bar, ``metrics.jsonl``, a clean stop with a saved
 checkpoint on Ctrl-C/SIGTERM, and a clear stop when the loss stops being a number.
 
 Determinism: batches of epoch ``e`` come from a generator seeded with ``(seed, e)`` and the torch
 RNG state (dropout, augmentation) is saved in checkpoints, so a run resumed from ``last.pt`` on
-CPU continues exactly as an uninterrupted one would. With ``trainer.max_minutes`` the schedule
-follows wall-clock progress too, which makes the result depend on the machine's speed.
+CPU continues exactly as an uninterrupted one would. The learning-rate schedule follows optimizer
+steps only (``trainer.max_steps`` or ``trainer.epochs``), so the same command makes the same
+updates on any machine; ``trainer.max_minutes`` is a safety cap that ends a run early, never
+what shapes the schedule.
 
 Under torchrun every process builds the same batches and trains on its share of each
 (:mod:`attnlab.distributed`); DistributedDataParallel averages the gradients; every process
@@ -94,6 +96,12 @@ def lr_factor(cfg: TrainerConfig, step: int, progress: float) -> float:
     if schedule == "inverse_sqrt":  # Vaswani et al. 2017, eq. 3, normalised to peak at 1
         return ramp if step < warmup else math.sqrt(max(warmup, 1) / (step + 1))
     raise UserError(f"unknown trainer.schedule '{schedule}'; valid: constant, cosine, linear, inverse_sqrt")
+
+
+def total_train_steps(cfg: TrainerConfig, batches_per_epoch: int) -> int:
+    """The steps the schedule spans: ``max_steps`` when set, capped by ``epochs`` worth of batches."""
+    by_epochs = cfg.epochs * batches_per_epoch
+    return max(1, min(cfg.max_steps, by_epochs) if cfg.max_steps > 0 else by_epochs)
 
 
 NO_DECAY = ("bias", "cls_token", "table", "score.v")  # parameter names that are not weight matrices
@@ -201,7 +209,7 @@ class Trainer:
             while st.epoch < cfg.epochs and not st.finished:
                 generator = torch.Generator().manual_seed(self.full_cfg.seed * 100_003 + st.epoch)
                 batches = task.train_batches(st.epoch, generator)
-                total_steps = max(1, cfg.epochs * len(batches))
+                total_steps = total_train_steps(cfg, len(batches))
                 self._train_epoch(task, optimizer, batches, total_steps, budget, stop)
                 if stop.received:
                     path = self._save("last.pt", task, optimizer)
@@ -210,12 +218,15 @@ class Trainer:
                         f"hydra.run.dir={self.run_dir}"
                     )
                 out_of_time = budget > 0 and st.elapsed >= budget
+                out_of_steps = cfg.max_steps > 0 and st.step >= cfg.max_steps
                 epochs_done = st.epoch + st.batch_in_epoch / len(batches)
                 if st.batch_in_epoch >= len(batches):
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
                 self._validate(task, optimizer, epochs_done)
-                if out_of_time:
-                    st.finished, st.stop_reason = True, f"time budget of {cfg.max_minutes} min reached"
+                if out_of_steps:
+                    st.finished, st.stop_reason = True, f"{cfg.max_steps} steps done"
+                elif out_of_time:
+                    st.finished, st.stop_reason = True, f"time cap of {cfg.max_minutes} min reached"
                 elif cfg.patience and st.stale >= cfg.patience:
                     st.finished, st.stop_reason = True, f"no improvement in {cfg.patience} validations"
                 elif st.epoch >= cfg.epochs:
@@ -247,7 +258,7 @@ class Trainer:
                 bar.update(1)
                 continue
             start = time.perf_counter()
-            progress = max(st.step / total_steps, st.elapsed / budget if budget > 0 else 0.0)
+            progress = st.step / total_steps
             lr = cfg.lr * lr_factor(cfg, st.step, progress)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -289,6 +300,8 @@ class Trainer:
                 stop.received = stop.received or "SIGTERM"  # rank 0 was signalled: all stop
                 break
             if budget > 0 and st.elapsed >= budget:
+                break
+            if cfg.max_steps and st.step >= cfg.max_steps:
                 break
         bar.close()
         task.model = self.module

@@ -130,9 +130,31 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         fit(tmp_path, ToyTask(), resume=True)
 
 
-def test_time_budget_stops_training(tmp_path):
+def test_time_cap_stops_training(tmp_path):
     state = fit(tmp_path, ToyTask(), max_minutes=1e-9, epochs=50)
-    assert state.finished and "time budget" in state.stop_reason and state.step < 50 * 8
+    assert state.finished and "time cap" in state.stop_reason and state.step < 50 * 8
+
+
+def test_max_steps_ends_mid_epoch_and_the_schedule_spans_it(tmp_path):
+    state = fit(tmp_path, ToyTask(), max_steps=13, epochs=50)
+    assert state.finished and state.step == 13 and "13 steps" in state.stop_reason
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in lines if r["kind"] == "train"]
+    assert len(lrs) == 13 and lrs[0] == pytest.approx(0.05) and lrs[-1] < 0.05 * 0.02  # cosine to ~0 at step 13
+    assert [r["step"] for r in lines if r["kind"] == "valid"][-1] == 13  # validated at the end
+
+
+def test_the_clock_does_not_shape_the_schedule(tmp_path, monkeypatch):
+    """A slow machine (every step 'takes' 100 s) makes exactly the same updates as a fast one."""
+    import attnlab.train as train_module
+
+    reference = ToyTask()
+    fit(tmp_path / "a", reference, max_steps=20, max_minutes=600)
+    clock = iter(range(0, 10**9, 100))
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: float(next(clock)))
+    slow = ToyTask()
+    fit(tmp_path / "b", slow, max_steps=20, max_minutes=600)
+    assert torch.equal(weights(slow), weights(reference))
 
 
 def test_weight_decay_spares_biases_tokens_tables_and_vectors():

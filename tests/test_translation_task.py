@@ -74,6 +74,9 @@ def test_cli_training_writes_the_run_folder_contract(trained):
     assert saved["test_sentences"] == 12 and saved["decode"]["beam_size"] == 2
     assert saved["epochs"] == pytest.approx(2.0) and saved["steps"] > 0
     assert "nrefs" in saved["sacrebleu_signature"]
+    health = saved["attention_health"]  # over every output step of the test decoding
+    assert 0 < health["max_weight"] <= 1 and 0 <= health["eos_share"] <= 1 and health["entropy"] >= 0
+    assert health["rows"] >= 12  # at least one step (the final </s>) per test sentence
     assert len((run_dir / "hypotheses.txt").read_text(encoding="utf-8").split("\n")) == 12 + 1
     records = read_metrics(run_dir / "metrics.jsonl")
     valid = [r for r in records if r["kind"] == "valid"]

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from attnlab.attention.health import attention_health
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import DecodeConfig
 from attnlab.data.batching import fixed_batches, pad_batch, token_batches
@@ -180,12 +181,16 @@ def translate_sentences(
 def score_split(
     model: Seq2Seq, toks: Tokenizers, split: Split, cfg: DecodeConfig, device: torch.device
 ) -> tuple[dict[str, Any], list[str]]:
-    """Translate a split's sources; corpus BLEU/chrF against all its references."""
+    """Translate a split's sources; corpus BLEU/chrF against all its references, and the health
+    of the attention the search used (:mod:`attnlab.attention.health`) when the model has one."""
     start = time.perf_counter()
-    hyps = [toks.tgt.decode(h.tokens) for h in translate_sentences(model, toks, split.sources, cfg, device)]
+    found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=True)
     seconds = time.perf_counter() - start
+    hyps = [toks.tgt.decode(h.tokens) for h in found]
     scores = corpus_scores(hyps, split.references).as_dict()
-    return {**scores, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps
+    health = attention_health([h.attention for h in found if h.attention is not None])
+    extra = {"attention_health": health} if health else {}
+    return {**scores, **extra, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps
 
 
 def draw_attention(
@@ -332,6 +337,10 @@ def test_results(
     (run_dir / "hypotheses.txt").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     log.info("test: %s | %s", scores["bleu_detail"], scores["sacrebleu_signature"])
     log.info("test chrF %.2f | %s", scores["chrf"], scores["chrf_signature"])
+    if "attention_health" in scores:
+        h = scores["attention_health"]
+        log.info("test attention: entropy %.2f nats, largest weight %.2f, %.0f%% of steps peak on </s>",
+                 h["entropy"], h["max_weight"], 100 * h["eos_share"])
     if cfg.viz.enabled and cfg.viz.num_examples > 0:
         draw_attention(model, toks, test.sources[: cfg.viz.num_examples], cfg.decode, device, run_dir / "attention",
                        cfg.viz.layer_grids)
