@@ -1,6 +1,7 @@
 """Run attnlab from Python (notebooks, scripts) with the same overrides as the command line.
 
     from attnlab.api import run, run_cached
+    results = run("task=vision trainer.epochs=2")                   # a new outputs/vision/vit/<time>/
     results = run(["task=vision", "trainer.epochs=2"], run_dir="runs/vit-small")
     run_dir = run_cached("vit-small", ["task=vision", "trainer.epochs=2"], "runs")  # reused when done
 
@@ -12,41 +13,70 @@ instead of exiting.
 from __future__ import annotations
 
 import hashlib
+import shlex
 import shutil
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.__main__ import config_dir
-from attnlab.app import check_config, run_task
+from attnlab import compose
+from attnlab.app import run_task
+from attnlab.errors import UserError
 
 
-def _compose(overrides: Sequence[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+Overrides = Union[str, Sequence[str]]
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+def as_list(overrides: Overrides) -> list[str]:
+    """Overrides as a list: a string is split as a shell would (``"task=vision seed=1"``)."""
+    if isinstance(overrides, str):
+        return shlex.split(overrides)
+    if not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"overrides must be strings like 'trainer.epochs=2', got {list(overrides)!r}")
+    return list(overrides)
+
+
+def _compose(overrides: Overrides) -> DictConfig:
+    return compose.compose_config(as_list(overrides))
+
+
+def compose_config(overrides: Overrides = ()) -> DictConfig:
     """The composed, checked config for these overrides (as ``python -m attnlab OVERRIDES``)."""
-    cfg = _compose(overrides)
-    check_config(cfg)
-    return cfg
+    return compose.prepare(as_list(overrides))[1]
 
 
-def run(overrides: Sequence[str] = (), run_dir: str | Path = "outputs/api") -> dict[str, Any]:
-    """Compose the config, save it in ``run_dir/.hydra/`` (as Hydra does) and run the task in this
-    process, through the same check and dispatch as the command line."""
-    cfg = _compose(overrides)
-    run_dir = Path(run_dir)
+def fresh_run_dir(cfg: DictConfig, root: str | Path = "outputs") -> Path:
+    """A new folder ``root/<task>/<model>/<time>`` (``_2``, ``_3``... when that one exists)."""
+    stem = Path(root) / str(cfg.task.name) / str(cfg.model.name) / time.strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1, 1000):
+        candidate = stem if n == 1 else stem.with_name(f"{stem.name}_{n}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"cannot make a new run folder next to {stem}; pass run_dir=")
+
+
+def run(overrides: Overrides = (), run_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run attnlab in this process as ``python -m attnlab OVERRIDES`` would, and return its results.
+
+    ``overrides`` is a list (``["task=vision", "trainer.epochs=2"]``) or one string
+    (``"task=vision trainer.epochs=2"``). The run writes into ``run_dir``, by default a new folder
+    ``outputs/<task>/<model>/<time>/`` for every call. The config is checked before the folder is
+    made (same checks as the command line); the composed config is saved in
+    ``run_dir/.hydra/config.yaml`` as Hydra does."""
+    overrides, cfg = compose.prepare(as_list(overrides), run_dir)
+    run_dir = fresh_run_dir(cfg) if run_dir is None else Path(run_dir)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     return run_task(cfg, run_dir)
 
 
-def run_cached(name: str, overrides: Sequence[str], runs_dir: str | Path) -> Path:
+def run_cached(name: str, overrides: Overrides, runs_dir: str | Path) -> Path:
     """Run into ``runs_dir/<name>-<hash>`` unless a finished run (one with results.json) is there
     already; returns the run folder. The hash is that of the whole composed config, so a changed
     recipe or default trains anew instead of reusing a stale run; an unfinished run starts over."""
@@ -54,5 +84,5 @@ def run_cached(name: str, overrides: Sequence[str], runs_dir: str | Path) -> Pat
     run_dir = Path(runs_dir) / f"{name}-{hashlib.sha1(config.encode()).hexdigest()[:8]}"
     if not (run_dir / "results.json").is_file():
         shutil.rmtree(run_dir, ignore_errors=True)
-        run(overrides, run_dir)
+        run(overrides, run_dir)  # the folder is new here: a new run, never a resumed one
     return run_dir

@@ -53,6 +53,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
+def saved_config(path: str | Path) -> dict[str, Any]:
+    """The run config a checkpoint was trained with (a plain dict)."""
+    config = load_checkpoint(path).get("config")
+    if not isinstance(config, dict):
+        raise UserError(f"checkpoint {path} carries no config; pass a checkpoints/*.pt file written by attnlab")
+    return config
+
+
 def _reason(err: Exception) -> str:
     """The informative line of torch.load's long error messages."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]

@@ -106,7 +106,9 @@ def test_predict_prints_class_and_probability_per_image(trained, tmp_path):
     Image.fromarray(np.zeros((7, 10), np.uint8)).save(folder / "odd.png")  # another size in the batch
     (folder / "notes.txt").write_text("not an image")  # skipped in a folder
     ckpt = trained / "checkpoints" / "best.pt"
-    out = cli(*TINY, "mode=predict", f"checkpoint={ckpt}", f"input={folder}", f"hydra.run.dir={tmp_path / 'p'}", cwd=tmp_path)
+    # no task=vision nor model sizes: a checkpoint mode takes them from the checkpoint
+    out = cli("mode=predict", f"checkpoint={ckpt}", f"input={folder}", "trainer.num_threads=1",
+              f"hydra.run.dir={tmp_path / 'p'}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [line.split("\t") for line in out.stdout.strip().splitlines()]
     assert [Path(f).name for f, _, _ in lines] == ["digit0.png", "digit1.png", "digit2.png", "odd.png"]

@@ -156,4 +156,7 @@ class AttnlabSweeper(BasicSweeper):
 
     def _compose(self, overrides: List[str]) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
+        from attnlab.compose import check_overrides  # unknown options/keys and +key, with "did you mean"
+
+        check_overrides(overrides)
         return self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
