@@ -34,6 +34,30 @@ def check_values(cfg: DictConfig) -> None:
                 raise UserError(f"{group}.{key}={value} must be in [0, 1)")
 
 
+def check_attention(cfg: DictConfig) -> None:
+    """The attention spec against the registries and the model (attnlab.attention.factory)."""
+    from attnlab.attention import SCORES, check_spec
+
+    model = cfg.model.name
+    if str(cfg.attention.score) == "none" and model not in ATTENTION_OPTIONAL:
+        raise UserError(
+            f"attention=none works only with model={', '.join(sorted(ATTENTION_OPTIONAL))}; "
+            f"{model} needs a score: {', '.join(SCORES)}"
+        )
+    heads = cfg.model.get("heads")
+    width = cfg.model.get("d_model", cfg.model.get("dim"))
+    check_spec(cfg.attention, model, heads, width, rnn_models=tuple(ATTENTION_OPTIONAL))
+    if str(cfg.attention.backend) == "flex" and cfg.mode == "train":
+        import torch
+
+        on_gpu = str(cfg.device) == "cuda" or (str(cfg.device) == "auto" and torch.cuda.is_available())
+        if not on_gpu:
+            raise UserError(
+                f"attention.backend=flex has no backward pass on the CPU in torch {torch.__version__}; "
+                "train with attention.backend=auto or math (and evaluate with flex), or on a GPU"
+            )
+
+
 def check_config(cfg: DictConfig) -> None:
     """Fail early, with the valid choices, on combinations the schema alone cannot catch."""
     task, model, data = cfg.task.name, cfg.model.name, cfg.data.name
@@ -44,11 +68,7 @@ def check_config(cfg: DictConfig) -> None:
         )
     if data not in cfg.task.data:
         raise UserError(f"data={data} does not fit task={task}; valid data for {task}: {', '.join(cfg.task.data)}")
-    if cfg.attention.score == "none" and model not in ATTENTION_OPTIONAL:
-        raise UserError(
-            f"attention=none works only with model={', '.join(sorted(ATTENTION_OPTIONAL))}; "
-            f"{model} needs a score: dot, scaled_dot, general or additive"
-        )
+    check_attention(cfg)
     if cfg.mode == "train" and cfg.model.get("share_embeddings") and not cfg.data.get("shared_vocab", True):
         raise UserError(
             "model.share_embeddings=true needs one vocabulary for both languages, but data.shared_vocab=false "

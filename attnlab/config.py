@@ -40,16 +40,6 @@ class Device(Choice):
     cuda = "cuda"
 
 
-class ScoreName(Choice):
-    """Attention scorings (see :mod:`attnlab.attention.scores`); ``none`` = no attention."""
-
-    none = "none"
-    dot = "dot"
-    scaled_dot = "scaled_dot"
-    general = "general"
-    additive = "additive"
-
-
 class Schedule(Choice):
     constant = "constant"
     cosine = "cosine"
@@ -89,9 +79,22 @@ class TaskConfig:
 
 @dataclass
 class AttentionConfig:
-    score: ScoreName = ScoreName.scaled_dot
+    """The attention spec: handed whole from each model's ``build()`` to its attention modules and
+    read by one factory (:mod:`attnlab.attention.factory`), which also checks it against the
+    registries (names are not repeated here, so a new variant needs no schema edit)."""
+
+    score: str = "scaled_dot"  # a name of attnlab.attention.scores.SCORES, or none (rnn_attn only)
+    position: str = "none"  # attention-side positions (POSITIONS): none | rope | alibi | relative
+    window: int = 0  # 0 = global; w > 0 = keys within distance w (rnn_attn: Luong's D)
+    local: str = "none"  # rnn_attn only: none | monotonic (local-m) | predictive (local-p), Luong 2015
+    kv_heads: int = 0  # 0 = one key/value head per query head (MHA); 1 = MQA; a divisor = GQA
+    backend: str = "auto"  # auto | math | sdpa | flex
     additive_dim: int = 0  # hidden size of the additive (Bahdanau) score; 0 = the key size
-    fused: bool = True  # use torch's fused SDPA kernel when the scoring allows it
+    fused: bool = True  # false = backend math (the readable path) whatever backend says
+    rel_buckets: int = 32  # position=relative, text: T5 log-buckets (Raffel et al. 2020)
+    rel_max_distance: int = 128  # position=relative, text: offsets past this share the last bucket
+    rel_grid_radius: int = 7  # position=relative, ViT: (dy, dx) clipped to +-radius
+    rope_base: float = 10000.0  # position=rope: theta_i = base^(-2i/d) (Su et al. 2021)
 
 
 @dataclass

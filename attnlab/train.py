@@ -104,14 +104,27 @@ def total_train_steps(cfg: TrainerConfig, batches_per_epoch: int) -> int:
     return max(1, min(cfg.max_steps, by_epochs) if cfg.max_steps > 0 else by_epochs)
 
 
-NO_DECAY = ("bias", "cls_token", "table", "score.v")  # parameter names that are not weight matrices
+NO_DECAY = ("bias", "cls_token", "table")  # parameter names that are not weight matrices
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Full names of the parameters that modules declare through a ``no_weight_decay()`` hook
+    (attention scores and positions do, as timm's models)."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        hook = getattr(module, "no_weight_decay", None)
+        if callable(hook):
+            names |= {f"{prefix}.{n}" if prefix else n for n in hook()}
+    return names
 
 
 def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimizer:
     """AdamW (Loshchilov & Hutter 2019); weight matrices decay; biases, norms, the CLS token,
-    positional tables and other vectors don't."""
+    positional tables, the parameters modules declare in ``no_weight_decay()`` and other vectors
+    don't."""
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    keep = [p.dim() < 2 or name.endswith(NO_DECAY) for name, p in params]
+    declared = no_weight_decay_names(model)
+    keep = [p.dim() < 2 or name.endswith(NO_DECAY) or name in declared for name, p in params]
     decay = [p for (_, p), k in zip(params, keep) if not k]
     rest = [p for (_, p), k in zip(params, keep) if k]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from attnlab.attention import attend, causal_mask, make_score, masked_softmax, padding_mask
+from attnlab.attention import SCORES, attend, causal_mask, make_score, masked_softmax, padding_mask
 
-ALL = ["dot", "scaled_dot", "general", "additive"]
-FUSABLE = ["dot", "scaled_dot", "general"]
+ALL = SCORES.names()
+FUSABLE = [name for name in ALL if SCORES.get(name).dot_form]
 
 
 def test_seed_formulation_hand_computed():

@@ -39,7 +39,7 @@ def test_invalid_pair_is_one_line_nonzero_no_traceback(tmp_path, args, message):
 
 
 def test_unknown_option_lists_valid_choices(tmp_path):
-    out = run_cli("attention=cosine", cwd=tmp_path)
+    out = run_cli("attention=cosin", cwd=tmp_path)
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert "scaled_dot" in out.stderr and "additive" in out.stderr

@@ -147,7 +147,7 @@ def test_decoder_layer_cache_equals_full_pass(norm):
 
 
 def test_encoder_layer_returns_weights_on_request():
-    layer = EncoderLayer(16, 4, 32, score="additive").eval()
+    layer = EncoderLayer(16, 4, 32, spec="additive").eval()
     mask = torch.tensor([[True] * 5, [True] * 2 + [False] * 3]).unsqueeze(1)  # (B, 1, T)
     out, w = layer(torch.randn(2, 5, 16), mask=mask, need_weights=True)
     assert out.shape == (2, 5, 16) and w.shape == (2, 4, 5, 5)

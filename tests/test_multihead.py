@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from attnlab.attention import MultiHeadAttention, padding_mask
+from attnlab.attention import SCORES, MultiHeadAttention, padding_mask
 from attnlab.errors import UserError
 
-ALL = ["dot", "scaled_dot", "general", "additive"]
+ALL = SCORES.names()
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_score_runs_trains_and_masks_padding(name):
     torch.manual_seed(0)
-    mha = MultiHeadAttention(16, 4, score=name)
+    mha = MultiHeadAttention(16, 4, name)
     x = torch.randn(2, 5, 16)
     mem = torch.randn(2, 7, 16)
     mask = padding_mask(torch.tensor([7, 3]), 7)  # (B, 1, Tk)
@@ -31,7 +31,7 @@ def test_every_score_runs_trains_and_masks_padding(name):
 def test_matches_torch_multihead_attention_with_same_weights():
     torch.manual_seed(0)
     ref = torch.nn.MultiheadAttention(16, 4, batch_first=True)
-    mha = MultiHeadAttention(16, 4, score="scaled_dot")
+    mha = MultiHeadAttention(16, 4, "scaled_dot")
     wq, wk, wv = ref.in_proj_weight.chunk(3)
     bq, bk, bv = ref.in_proj_bias.chunk(3)
     for lin, w, b in ((mha.q_proj, wq, bq), (mha.k_proj, wk, bk), (mha.v_proj, wv, bv)):
@@ -49,7 +49,7 @@ def test_matches_torch_multihead_attention_with_same_weights():
 @pytest.mark.parametrize("name", ALL)
 def test_incremental_cache_equals_full_causal_pass(name):
     torch.manual_seed(0)
-    mha = MultiHeadAttention(16, 2, score=name).eval()
+    mha = MultiHeadAttention(16, 2, name).eval()
     x = torch.randn(2, 6, 16)
     full, _ = mha(x, causal=True)
     cache: dict = {}
@@ -59,7 +59,7 @@ def test_incremental_cache_equals_full_causal_pass(name):
 
 def test_cross_attention_static_cache_computed_once():
     torch.manual_seed(0)
-    mha = MultiHeadAttention(8, 2, kv_dim=6).eval()
+    mha = MultiHeadAttention(8, 2, kv_dim=6, cross=True).eval()
     mem = torch.randn(1, 4, 6)
     cache: dict = {}
     a, _ = mha(torch.randn(1, 1, 8), mem, cache=cache, static_kv=True)

@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+import attnlab.attention as attention_registry
 from attnlab.config import AttentionConfig, TransformerConfig
 from attnlab.errors import UserError
 from attnlab.models import build_model
 from attnlab.models.seq2seq import Memory
 from attnlab.models.transformer import Transformer
 
-SCORES = ["dot", "scaled_dot", "general", "additive"]
+SCORES = attention_registry.SCORES.names()
 V = 16
 
 
@@ -61,7 +62,7 @@ def test_no_look_ahead(norm):
 @pytest.mark.parametrize("norm", ["pre", "post"])
 @pytest.mark.parametrize("score", SCORES)
 def test_cached_steps_equal_full_forward(score, norm):
-    model = small(score=score, norm=norm)
+    model = small(attention=score, norm=norm)
     src, lengths, tgt = pair()
     full = F.log_softmax(model(src, lengths, tgt), dim=-1)  # (B, T, V)
     memory = model.encode(src, lengths)
@@ -138,7 +139,7 @@ def copy_task_accuracy(norm: str, score: str = "scaled_dot", steps: int = 200) -
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model = Transformer(12, 12, d_model=64, heads=4, enc_layers=1, dec_layers=1, d_ff=128, dropout=0.0,
-                        norm=norm, score=score)
+                        norm=norm, attention=score)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
     lengths = torch.full((32,), 8)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnlab.attention import SCORES
 from attnlab.config import Config, ViTConfig
 from attnlab.errors import UserError
 from attnlab.models import build_model
@@ -94,9 +95,9 @@ def test_mean_pool_ignores_padding_only_patches():
     assert torch.allclose(model.pooled(states, layout), states[0, :2].mean(0, keepdim=True))
 
 
-@pytest.mark.parametrize("score", ["dot", "scaled_dot", "general", "additive"])
+@pytest.mark.parametrize("score", SCORES.names())
 def test_every_scoring_trains(score):
-    model = tiny(score=score).train()
+    model = tiny(attention=score).train()
     images, labels = torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0])
     loss = torch.nn.functional.cross_entropy(model(images), labels)
     loss.backward()

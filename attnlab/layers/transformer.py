@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.attention import MultiHeadAttention
+from attnlab.attention import SEQUENCE, Layout, MultiHeadAttention
 from attnlab.errors import UserError
 
 
@@ -66,7 +66,11 @@ class Residual(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Self-attention + feed-forward, each in a :class:`Residual`."""
+    """Self-attention + feed-forward, each in a :class:`Residual`.
+
+    ``spec`` is the attention spec (:class:`attnlab.config.AttentionConfig`, or a score name),
+    handed whole to the attention; ``grid`` = True for image patches (2-D positions and windows).
+    """
 
     def __init__(
         self,
@@ -74,30 +78,37 @@ class EncoderLayer(nn.Module):
         heads: int,
         ff_dim: int,
         *,
-        score: str = "scaled_dot",
+        spec=None,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         norm: str = "pre",
         drop_path: float = 0.0,
         activation: str = "relu",
-        additive_dim: int = 0,
-        fused: bool = True,
+        grid: bool = False,
     ) -> None:
         super().__init__()
-        self.attn = MultiHeadAttention(dim, heads, score, dropout=attn_dropout, additive_dim=additive_dim, fused=fused)
+        self.attn = MultiHeadAttention(dim, heads, spec, dropout=attn_dropout, grid=grid)
         self.ff = FeedForward(dim, ff_dim, dropout, activation)
         self.attn_block = Residual(dim, norm, dropout, drop_path)
         self.ff_block = Residual(dim, norm, dropout, drop_path)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False, layout: Layout = SEQUENCE
+    ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, D), mask broadcastable to (B, T, T) -> (B, T, D), weights (B, H, T, T) or None."""
-        x, weights = self.attn_block(x, lambda h: self.attn(h, mask=mask, need_weights=need_weights))
+        x, weights = self.attn_block(
+            x, lambda h: self.attn(h, mask=mask, need_weights=need_weights, layout=layout)
+        )
         x, _ = self.ff_block(x, lambda h: (self.ff(h), None))
         return x, weights
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention to the encoder output, feed-forward."""
+    """Causal self-attention, cross-attention to the encoder output, feed-forward.
+
+    The spec's positions and window act in the self-attention; the cross-attention takes its
+    score, heads and backend only (rule in :mod:`attnlab.attention.positions`).
+    """
 
     def __init__(
         self,
@@ -105,18 +116,15 @@ class DecoderLayer(nn.Module):
         heads: int,
         ff_dim: int,
         *,
-        score: str = "scaled_dot",
+        spec=None,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         norm: str = "pre",
         activation: str = "relu",
-        additive_dim: int = 0,
-        fused: bool = True,
     ) -> None:
         super().__init__()
-        common = dict(dropout=attn_dropout, additive_dim=additive_dim, fused=fused)
-        self.self_attn = MultiHeadAttention(dim, heads, score, **common)
-        self.cross_attn = MultiHeadAttention(dim, heads, score, **common)
+        self.self_attn = MultiHeadAttention(dim, heads, spec, dropout=attn_dropout, causal=True)
+        self.cross_attn = MultiHeadAttention(dim, heads, spec, dropout=attn_dropout, cross=True)
         self.ff = FeedForward(dim, ff_dim, dropout, activation)
         self.self_block = Residual(dim, norm, dropout)
         self.cross_block = Residual(dim, norm, dropout)

@@ -38,8 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.attention import attend, make_score, padding_mask
-from attnlab.attention.scores import AdditiveScore, Score
+from attnlab.attention import attend, make_score_for, padding_mask
 from attnlab.config import AttentionConfig, RNNAttnConfig
 from attnlab.errors import UserError
 from attnlab.models.seq2seq import Memory, Seq2Seq
@@ -201,17 +200,6 @@ class Encoder(nn.Module):
         return torch.stack(outs, dim=1)
 
 
-class _PrecomputedAdditive(Score):
-    """The additive score reading keys already passed through its U (done once per sentence)."""
-
-    def __init__(self, inner: AdditiveScore) -> None:
-        super().__init__(inner.query_dim, inner.key_dim)
-        self.inner = inner
-
-    def forward(self, q: Tensor, projected_keys: Tensor) -> Tensor:
-        return self.inner(q, projected_keys, projected_keys=projected_keys)
-
-
 # ----------------------------------------------------------------------------- the model
 
 
@@ -245,7 +233,7 @@ class RNNAttention(Seq2Seq):
             raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
-        self.fused = attention.fused
+        self.fused, self.backend = attention.fused, str(getattr(attention, "backend", "auto"))
         # Embeddings start small (std E^-1/2, so tied output logits start near 0) and are scaled
         # by sqrt(E) on input, so the RNNs see unit-variance inputs (as Vaswani et al. 2017, 3.4).
         self.embed_scale = math.sqrt(E)
@@ -259,7 +247,7 @@ class RNNAttention(Seq2Seq):
         if self.use_attention:
             self.key_proj = nn.Linear(H, A, bias=False)  # W_K
             self.query_proj = nn.Linear(H, A, bias=False)  # W_Q
-            self.score = make_score(str(attention.score), A, A, hidden_dim=attention.additive_dim)
+            self.score = make_score_for(attention, A, A)
         # decoder: layer 0 reads [x'_t ; c_{t-1}], upper layers the layer below
         self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=self.pad_id)
         self.cells = nn.ModuleList(
@@ -283,13 +271,8 @@ class RNNAttention(Seq2Seq):
         extra = {"summary": summary}
         if self.use_attention:
             keys = self.key_proj(states)  # k_i = W_K h_i: (B, S, A), once per sentence
-            if isinstance(self.score, AdditiveScore):
-                keys = self.score.project_keys(keys)  # U k_i, also once per sentence
-            extra["keys"] = keys
+            extra["keys"] = self.score.prepare_keys(keys)  # the score's key-only work (additive: U k_i), once too
         return Memory(states, padding_mask(lengths, S), extra)  # mask (B, 1, S)
-
-    def _score(self) -> Score:
-        return _PrecomputedAdditive(self.score) if isinstance(self.score, AdditiveScore) else self.score
 
     # ------------------------------------------------------------------ decoder
     def init_state(self, memory: Memory) -> DecoderState:
@@ -301,7 +284,7 @@ class RNNAttention(Seq2Seq):
         return DecoderState(layers, context)
 
     def _advance(
-        self, pre: Tensor, state: DecoderState, memory: Memory, score: Score | None, need_weights: bool
+        self, pre: Tensor, state: DecoderState, memory: Memory, need_weights: bool
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """One decoder step from the precomputed W x'_t (B, G): returns s_t (B, H), the new state
         (with c_t) and alpha_t (B, S) when asked for."""
@@ -316,7 +299,8 @@ class RNNAttention(Seq2Seq):
             return top, DecoderState(layers, None), None
         q = self.query_proj(top).unsqueeze(1)  # q_t = W_Q s_t: (B, A) -> (B, 1, A)
         context, weights = attend(
-            q, memory.extra["keys"], memory.states, score, memory.mask, need_weights=need_weights, fused=self.fused
+            q, memory.extra["keys"], memory.states, self.score, memory.mask, need_weights=need_weights,
+            fused=self.fused, backend=self.backend, keys_prepared=True,
         )  # c_t = sum_i alpha_ti h_i: (B, 1, H); alpha: (B, 1, S)
         weights = weights.squeeze(1) if weights is not None else None
         return top, DecoderState(layers, context.squeeze(1)), weights
@@ -330,14 +314,13 @@ class RNNAttention(Seq2Seq):
         """Teacher forcing: src (B, S), tgt_in (B, T) starting with bos -> logits (B, T, V)."""
         memory = self.encode(src, src_lengths)
         state = self.init_state(memory)
-        score = self._score() if self.use_attention else None
         emb = self.dropout(self.tgt_embed(tgt_in) * self.embed_scale)  # x'_t for all t: (B, T, E)
         pre = self.cells[0].precompute(emb)  # W_ih x'_t + b for all t: (B, T, G)
         tops: list[Tensor] = []
         contexts: list[Tensor] = []
         # unbind, not pre[:, t]: its backward is one stack, not T zero-filled (B, T, G) tensors
         for pre_t in pre.unbind(dim=1):  # (B, G) each
-            top, state, _ = self._advance(pre_t, state, memory, score, need_weights=False)
+            top, state, _ = self._advance(pre_t, state, memory, need_weights=False)
             tops.append(top)
             if state.context is not None:
                 contexts.append(state.context)
@@ -350,8 +333,7 @@ class RNNAttention(Seq2Seq):
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """tokens (B,) -> log p(next token) (B, V), new state, alpha_t (B, S) or None."""
         pre = self.cells[0].precompute(self.tgt_embed(tokens) * self.embed_scale)  # (B, G)
-        score = self._score() if self.use_attention else None
-        top, state, weights = self._advance(pre, state, memory, score, need_weights)
+        top, state, weights = self._advance(pre, state, memory, need_weights)
         return F.log_softmax(self._readout(top, state.context), dim=-1), state, weights
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from attnlab.attention import padding_mask, reorder_cache
+from attnlab.attention import as_spec, padding_mask, reorder_cache
 from attnlab.errors import UserError
 from attnlab.layers.positional import make_posenc
 from attnlab.layers.transformer import DecoderLayer, EncoderLayer
@@ -63,9 +63,8 @@ class Transformer(Seq2Seq):
         norm: "pre" or "post" LayerNorm placement.
         posenc: positional encoding name (registry of :mod:`attnlab.layers.positional`).
         max_len: longest sequence a ``learned`` positional table covers.
-        score: attention scoring of every attention (dot, scaled_dot, general, additive).
-        additive_dim: hidden size of the additive score (0 = head size).
-        fused: allow torch's fused attention kernel when the scoring permits.
+        attention: the attention spec (:class:`attnlab.config.AttentionConfig`, or a score name),
+            handed whole to every attention: score, positions, window, kv_heads, backend.
         share_embeddings: source and target share one embedding table (needs equal vocabularies).
         tie_output: the output projection is the target embedding matrix.
     """
@@ -85,9 +84,7 @@ class Transformer(Seq2Seq):
         norm: str = "pre",
         posenc: str = "sinusoidal",
         max_len: int = 512,
-        score: str = "scaled_dot",
-        additive_dim: int = 0,
-        fused: bool = True,
+        attention=None,
         share_embeddings: bool = True,
         tie_output: bool = True,
     ) -> None:
@@ -111,8 +108,7 @@ class Transformer(Seq2Seq):
         self.src_pos(torch.zeros(1, 1, d_model))  # a 2-D-only encoding (sincos2d) fails here, not mid-run
         self.dropout = nn.Dropout(dropout)
 
-        common = dict(score=str(score), dropout=dropout, attn_dropout=attn_dropout, norm=norm,
-                      additive_dim=additive_dim, fused=fused)
+        common = dict(spec=as_spec(attention), dropout=dropout, attn_dropout=attn_dropout, norm=norm)
         self.encoder = nn.ModuleList(EncoderLayer(d_model, heads, d_ff, **common) for _ in range(enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(d_model, heads, d_ff, **common) for _ in range(dec_layers))
         # A pre-norm stack leaves its residual stream un-normalised: normalise it once at the end.
@@ -225,8 +221,9 @@ class Transformer(Seq2Seq):
 
     # ------------------------------------------------------------------ attention pictures
     @torch.no_grad()
-    def attention_maps(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
-        """Attention weights of a teacher-forced pair, one tensor per layer (call in eval mode).
+    def attention_weights(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
+        """Attention weights of a teacher-forced pair, one tensor per layer (call in eval mode);
+        the models' common protocol: the inputs of ``forward``, the weights of the math path.
 
         Returns ``{"encoder": [(B, H, S, S)], "cross": [(B, H, T, S)], "decoder": [(B, H, T, T)]}``;
         rows are queries, columns keys; masked keys have weight exactly 0.
@@ -235,6 +232,8 @@ class Transformer(Seq2Seq):
         _, self_ws, cross_ws = self._decode(tgt_in, memory, self_mask=self._target_mask(tgt_in), need_weights=True)
         return {"encoder": enc_ws, "cross": cross_ws, "decoder": self_ws}
 
+    attention_maps = attention_weights  # the name the translation task's pictures call
+
     def _target_mask(self, tgt_in: Tensor) -> Tensor:
         """(B, T) -> (B, 1, T), True at real target tokens; the layers add the causal mask."""
         return (tgt_in != self.pad_id).unsqueeze(1)
@@ -242,7 +241,7 @@ class Transformer(Seq2Seq):
 
 def build(cfg: DictConfig, src_vocab: int, tgt_vocab: int, **_: object) -> Transformer:
     """Build the Transformer of ``cfg.model`` (:class:`attnlab.config.TransformerConfig`) with the
-    scoring of ``cfg.attention``."""
+    attention spec ``cfg.attention``, handed whole."""
     m, a = cfg.model, cfg.attention
     return Transformer(
         src_vocab,
@@ -257,9 +256,7 @@ def build(cfg: DictConfig, src_vocab: int, tgt_vocab: int, **_: object) -> Trans
         norm=str(m.norm),
         posenc=m.posenc,
         max_len=m.max_len,
-        score=str(a.score),
-        additive_dim=a.additive_dim,
-        fused=a.fused,
+        attention=a,
         share_embeddings=m.share_embeddings,
         tie_output=m.tie_output,
     )

@@ -18,9 +18,13 @@ Pieces, in the order of the seed text:
 - ``model.pool=cls``: the seed's CLS token, a learned z_0 prepended to the patches, whose final
   state is the image vector (eq. 4); ``pool=mean``: the mean of the final states of the real
   (not padding-only) patches, no CLS token;
-- ``depth`` pre-norm :class:`~attnlab.layers.transformer.EncoderLayer` blocks with any attention
-  score (``attention.score``: dot, scaled_dot, general, additive), dropout and drop-path (stochastic
-  depth); padding-only patches are masked out as keys;
+- ``depth`` pre-norm :class:`~attnlab.layers.transformer.EncoderLayer` blocks with the attention
+  spec (``attention.*``: any score, 2-D positions inside attention -- axial RoPE, ALiBi over the
+  patch distance, a (dy, dx) relative table --, a 2-D window, kv_heads, backend), dropout and
+  drop-path (stochastic depth); padding-only patches are masked out as keys. The batch's grid
+  is passed to the attention as a :class:`~attnlab.attention.Layout` (CLS first, then the
+  patches row by row); an image placed at the top-left of a larger padded grid keeps its
+  patches' (row, col), so its (dy, dx) are those of its own grid;
 - a final LayerNorm and a linear head (zero-initialised, as in the paper's fine-tuning).
 
 ``forward`` runs the fused attention path (when the score allows it); ``attention_weights`` runs the
@@ -35,6 +39,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from attnlab.attention import Layout, as_spec
 from attnlab.layers.patch import PatchEmbedding, PatchLayout, check_patch_fits, grid_size, patch_layout
 from attnlab.layers.positional import make_posenc
 from attnlab.layers.transformer import EncoderLayer
@@ -58,9 +63,7 @@ class ViT(nn.Module):
         drop_path: float = 0.0,
         posenc: str = "sincos2d",
         pool: str = "cls",
-        score: str = "scaled_dot",
-        additive_dim: int = 0,
-        fused: bool = True,
+        attention=None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
@@ -82,13 +85,12 @@ class ViT(nn.Module):
                 dim,
                 heads,
                 int(dim * mlp_ratio),
-                score=str(score),
+                spec=as_spec(attention),
                 dropout=dropout,
                 norm="pre",
                 drop_path=rate,  # stochastic depth grows linearly with depth (Huang et al. 2016)
                 activation="gelu",
-                additive_dim=additive_dim,
-                fused=fused,
+                grid=True,
             )
             for rate in rates
         )
@@ -149,9 +151,10 @@ class ViT(nn.Module):
             z = torch.cat([self.cls_token.expand(z.shape[0], -1, -1), z], dim=1)  # (B, 1 + N, D)
         z = self.dropout(z)
         mask = self.key_mask(layout)
+        where = Layout(grid=tuple(layout.grid), prefix=1 if self.has_cls else 0)  # tokens for positions/windows
         weights: list[Tensor] = []
         for layer in self.layers:
-            z, w = layer(z, mask, need_weights=need_weights)
+            z, w = layer(z, mask, need_weights=need_weights, layout=where)
             if w is not None:
                 weights.append(w)
         return self.norm(z), layout, weights
@@ -172,7 +175,8 @@ class ViT(nn.Module):
         return self.head(self.pooled(states, layout))
 
     def attention_weights(self, images: Tensor, sizes: Tensor | None = None) -> list[Tensor]:
-        """Each layer's attention weights (B, heads, T, T), from the math path (T = [1 +] N)."""
+        """Each layer's attention weights (B, heads, T, T), from the math path (T = [1 +] N);
+        the models' common protocol: the inputs of ``forward``, the weights of the math path."""
         return self.encode(images, sizes, need_weights=True)[2]
 
     def layout(self, images: Tensor, sizes: Tensor | None = None) -> PatchLayout:
@@ -204,7 +208,7 @@ def build(
     std: Sequence[float] | None = None,
     **_: object,
 ) -> ViT:
-    """Build the ViT of ``cfg.model`` with ``cfg.attention``'s score for a dataset's facts."""
+    """Build the ViT of ``cfg.model`` with the attention spec ``cfg.attention`` for a dataset's facts."""
     m, a = cfg.model, cfg.attention
     return ViT(
         num_classes=num_classes,
@@ -219,9 +223,7 @@ def build(
         drop_path=float(m.drop_path),
         posenc=str(m.posenc),
         pool=str(m.pool),
-        score=str(a.score),
-        additive_dim=int(a.get("additive_dim", 0)),
-        fused=bool(a.get("fused", True)),
+        attention=a,
         mean=mean,
         std=std,
     )
