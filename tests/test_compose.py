@@ -42,7 +42,7 @@ def test_typos_get_a_suggestion_and_added_keys_are_refused(override, expected):
 
 def test_unknown_options_never_list_the_schemas():
     message = error("attention=cosin")
-    assert "valid: additive, default, dot" in message and "base_" not in message
+    assert "valid: additive, alibi, cosine, default, dot" in message and "base_" not in message
 
 
 def test_keys_of_the_chosen_model_are_known():

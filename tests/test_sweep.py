@@ -94,7 +94,7 @@ def test_composition_errors_are_bad_jobs_too(tmp_path: Path) -> None:
         " job attention=nonsense seed=abc",
     ]
     assert "Value 'abc' of type 'str' could not be converted to Integer" in errors[0]
-    assert "unknown attention=nonsense; valid: additive, default, dot, general, none, scaled_dot" in errors[1]
+    assert "unknown attention=nonsense; valid: additive, alibi, cosine, default, dot, general, gqa, linear, local, mqa, none, relative, rope, scaled_dot" in errors[1]
     assert "error: 3 of 4 jobs are invalid" in done.stderr
     assert not (tmp_path / "sweep").exists()
 
