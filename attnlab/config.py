@@ -114,6 +114,25 @@ class TextDataConfig:
 
 
 @dataclass
+class SyntheticDataConfig(TextDataConfig):
+    """The attention gym's sequence tasks (attnlab.data.synthetic): symbols, gold alignments."""
+
+    name: str = "synthetic"
+    src_lang: str = "in"
+    tgt_lang: str = "out"
+    kind: str = "reverse"  # copy | reverse | sort | shift | recall | count
+    train_len: list[int] = field(default_factory=lambda: [4, 20])  # [min, max], inclusive (recall: pairs)
+    test_lengths: list[int] = field(default_factory=lambda: [5, 10, 15, 20, 30, 40])
+    num_symbols: int = 20  # alphabet size (letters; at most 52)
+    shift: int = 2  # kind=shift: rotate by this many positions
+    train_size: int = 20000  # training examples
+    valid_size: int = 200  # validation examples (training lengths; for choosing)
+    test_size: int = 100  # test examples per test length
+    seed: int = 0  # the data's own seed (the same data for every run seed)
+    tokenizer_type: str = "symbols"  # one id per symbol (attnlab.data.symbols)
+
+
+@dataclass
 class AugmentConfig:
     shift: int = 0  # random translation by up to this many pixels (zero fill)
     hflip: bool = False  # random horizontal flips (not for digits)
@@ -251,6 +270,7 @@ def register_configs() -> None:
     cs.store(group="attention", name="base_attention", node=AttentionConfig)
     cs.store(group="data", name="base_text", node=TextDataConfig)
     cs.store(group="data", name="base_images", node=ImageDataConfig)
+    cs.store(group="data", name="base_synthetic", node=SyntheticDataConfig)
     cs.store(group="model", name="base_rnn_attn", node=RNNAttnConfig)
     cs.store(group="model", name="base_transformer", node=TransformerConfig)
     cs.store(group="model", name="base_vit", node=ViTConfig)

@@ -112,7 +112,7 @@ def test_tatoeba_bad_choices():
     assert "data.src_lang=fr" in _one_line_error(e) and "de, en" in str(e.value)
     with pytest.raises(UserError, match="only 'test'"):
         load_corpus(TextDataConfig(test_split="test_2016_flickr"))
-    with pytest.raises(UserError, match="valid choices: files, multi30k, tatoeba_deen"):
+    with pytest.raises(UserError, match="valid choices: files, multi30k, synthetic, tatoeba_deen"):
         load_corpus(TextDataConfig(name="wmt14"))
     with pytest.raises(UserError, match="both 'de'"):
         load_corpus(TextDataConfig(src_lang="de", tgt_lang="de"))

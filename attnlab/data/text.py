@@ -48,16 +48,23 @@ def normalize_space(text: str) -> str:
 
 @dataclass
 class Split:
-    """Unique source sentences, each with all of its reference translations."""
+    """Unique source sentences, each with all of its reference translations. Synthetic data
+    (:mod:`attnlab.data.synthetic`) also carries each sentence's gold alignment (the source
+    position each target token reads, -1 = none) and its nominal length."""
 
     sources: list[str]
     references: list[list[str]]
+    alignments: list[list[int]] | None = None
+    lengths: list[int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.sources) != len(self.references):
             raise ValueError(
                 f"{len(self.sources)} sources but {len(self.references)} reference lists"
             )
+        for extra in (self.alignments, self.lengths):
+            if extra is not None and len(extra) != len(self.sources):
+                raise ValueError(f"{len(self.sources)} sources but {len(extra)} alignments or lengths")
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[Pair], group: bool = True) -> Split:
@@ -80,7 +87,8 @@ class Split:
         """The first ``n`` sources with their references (all of them when ``n <= 0``)."""
         if n <= 0:
             return self
-        return Split(self.sources[:n], self.references[:n])
+        cut = (lambda xs: None if xs is None else xs[:n])  # noqa: E731
+        return Split(self.sources[:n], self.references[:n], cut(self.alignments), cut(self.lengths))
 
     def reference_streams(self) -> list[list[str | None]]:
         """References as sacrebleu wants them: stream k holds every source's k-th reference,
@@ -103,6 +111,7 @@ class ParallelData:
     valid: Split
     test: Split
     skipped: dict[str, int] = field(default_factory=dict)
+    symbols: list[str] = field(default_factory=list)  # synthetic data: every symbol it can write
 
 
 @dataclass
@@ -116,7 +125,8 @@ class RawSplit:
     multi_reference: bool = False
 
 
-Reader = Callable[[TextDataConfig], dict[str, RawSplit]]
+# A reader returns the raw splits of a corpus, or (generated data) the finished ParallelData.
+Reader = Callable[[TextDataConfig], "dict[str, RawSplit] | ParallelData"]
 DATASETS: Registry[Reader] = Registry("dataset")
 
 
@@ -132,6 +142,8 @@ def load_corpus(cfg: TextDataConfig) -> ParallelData:
             f"data.src_lang and data.tgt_lang are both '{cfg.src_lang}'; pick two languages"
         )
     raw = reader(cfg)
+    if isinstance(raw, ParallelData):
+        return raw
     skipped: dict[str, int] = {}
     splits: dict[str, Split] = {}
     for name in SPLITS:
@@ -337,3 +349,6 @@ def _find_text_file(folder: Path, stem: str, hint: str) -> Path:
     if len(found) > 1:
         raise UserError(f"{folder} has both {stem} and {stem}.gz; keep only one of them")
     return found[0]
+
+
+from attnlab.data import synthetic as _synthetic  # noqa: E402,F401  (registers "synthetic"; imports this module)

@@ -37,6 +37,7 @@ from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import DecodeConfig
 from attnlab.data.batching import fixed_batches, pad_batch, token_batches
 from attnlab.data.text import ParallelData, Split, load_corpus, normalize_space, read_lines
+from attnlab.data.symbols import SymbolTokenizer, tokenizer_from_bytes
 from attnlab.data.tokenizer import Tokenizer, train_tokenizer
 from attnlab.decode import Hypothesis, translate_batch
 from attnlab.errors import UserError
@@ -71,10 +72,14 @@ class Tokenizers:
         return self.src is self.tgt
 
     @classmethod
-    def train(cls, train: Split, cfg: DictConfig) -> Tokenizers:
-        """SentencePiece on the training split only (never valid/test text)."""
+    def train(cls, train: Split, cfg: DictConfig, symbols: Sequence[str] = ()) -> Tokenizers:
+        """SentencePiece on the training split only (never valid/test text); with
+        ``data.tokenizer_type=symbols`` one id per whitespace-separated symbol (``symbols`` first)."""
         data = cfg.data
         targets = list(dict.fromkeys(t for refs in train.references for t in refs))
+        if data.tokenizer_type == "symbols":
+            shared = SymbolTokenizer.fit(train.sources + targets, symbols)
+            return cls(shared, shared)
 
         def fit(text: list[str]) -> Tokenizer:
             return train_tokenizer(
@@ -94,10 +99,10 @@ class Tokenizers:
     @classmethod
     def from_extra(cls, extra: dict[str, Any], path: Path | str) -> Tokenizers:
         if "tokenizer" in extra:
-            shared = Tokenizer.from_bytes(extra["tokenizer"])
+            shared = tokenizer_from_bytes(extra["tokenizer"])
             return cls(shared, shared)
         if "src_tokenizer" in extra and "tgt_tokenizer" in extra:
-            return cls(Tokenizer.from_bytes(extra["src_tokenizer"]), Tokenizer.from_bytes(extra["tgt_tokenizer"]))
+            return cls(tokenizer_from_bytes(extra["src_tokenizer"]), tokenizer_from_bytes(extra["tgt_tokenizer"]))
         raise UserError(f"checkpoint {path} carries no tokenizer; it is not a translation checkpoint")
 
     def save(self, run_dir: Path) -> None:
@@ -301,7 +306,7 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
     data: ParallelData = load_corpus(cfg.data)
     log.info("%s %s->%s: %d train pairs, %d valid and %d test sentences", cfg.data.name, data.src_lang,
              data.tgt_lang, len(data.train.pairs()), len(data.valid), len(data.test))
-    toks = Tokenizers.train(data.train, cfg)
+    toks = Tokenizers.train(data.train, cfg, data.symbols)
     toks.save(run_dir)
     train_pairs = EncodedPairs.encode(data.train.pairs(), toks, cfg.data.max_train_tokens)
     log.info("tokenizer: %d subwords (%.1f s since start)", toks.tgt.vocab_size, time.perf_counter() - wall)
@@ -311,7 +316,7 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
     state = Trainer(cfg, run_dir, device).fit(trainable)
     best = load_best_weights(model, run_dir)
     log.info("scoring %s on %d test sentences", best, len(data.test))
-    results = test_results(cfg, model, toks, data.test, device, run_dir)
+    results = test_results(cfg, model, toks, data.test, device, run_dir, valid=data.valid)
     per_epoch = max(trainable.batches_per_epoch, 1)
     results.update(
         train_seconds=state.elapsed,
@@ -330,10 +335,17 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
 
 
 def test_results(
-    cfg: DictConfig, model: Seq2Seq, toks: Tokenizers, test: Split, device: torch.device, run_dir: Path
+    cfg: DictConfig, model: Seq2Seq, toks: Tokenizers, test: Split, device: torch.device, run_dir: Path,
+    valid: Split | None = None,
 ) -> dict[str, Any]:
-    """Score the test split; write hypotheses.txt and the heatmaps. Returns the results fields."""
+    """Score the test split; write hypotheses.txt and the heatmaps. Returns the results fields.
+    A split with gold alignments (the attention gym) also gets :func:`attnlab.tasks.gym.gym_results`
+    (``valid``, if given, chooses the best head)."""
     scores, hyps = score_split(model, toks, test, cfg.decode, device)
+    if test.alignments is not None:
+        from attnlab.tasks.gym import gym_results
+
+        scores.update(gym_results(model, toks, test, hyps, cfg.data.train_len, device, valid))
     (run_dir / "hypotheses.txt").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     log.info("test: %s | %s", scores["bleu_detail"], scores["sacrebleu_signature"])
     log.info("test chrF %.2f | %s", scores["chrf"], scores["chrf_signature"])
@@ -381,8 +393,8 @@ def load_for_inference(cfg: DictConfig, device: torch.device) -> tuple[DictConfi
 
 def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
     saved, model, toks = load_for_inference(cfg, device)
-    test = load_corpus(saved.data).test
-    results = test_results(saved, model, toks, test, device, run_dir)
+    data = load_corpus(saved.data)
+    results = test_results(saved, model, toks, data.test, device, run_dir, valid=data.valid)
     results.update(checkpoint=str(cfg.checkpoint), peak_rss_mb=peak_rss_mb())
     write_json(run_dir / "results.json", results)
     return results
