@@ -84,9 +84,29 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError("mode=predict needs input=IMAGE_OR_DIR")
 
 
+def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``mode=export``: the checkpoint as a folder of plain files (``output=DIR``, default
+    ``<run dir>/export``), which every mode loads as ``checkpoint=DIR``."""
+    from attnlab.checkpoint import export_checkpoint, load_checkpoint
+    from attnlab.runlog import write_json
+
+    folder = Path(cfg.output).expanduser() if cfg.output else run_dir / "export"
+    if folder.is_file():
+        raise UserError(f"output={cfg.output} is a file; mode=export writes a folder")
+    export_checkpoint(load_checkpoint(cfg.checkpoint), folder)
+    print(folder, flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = {"task": cfg.task.name, "model": cfg.model.name, "mode": "export",
+               "checkpoint": str(cfg.checkpoint), "export": str(folder)}
+    write_json(run_dir / "results.json", results)
+    return results
+
+
 def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Check the config and run its task; user mistakes raise :class:`UserError`."""
     check_config(cfg)
+    if str(cfg.mode) == "export":  # the same for every task
+        return export(cfg, run_dir)
     task = importlib.import_module(TASK_MODULES[cfg.task.name])
     return task.run(cfg, run_dir)
 

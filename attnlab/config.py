@@ -32,12 +32,14 @@ class Mode(Choice):
     evaluate = "evaluate"
     translate = "translate"
     predict = "predict"
+    export = "export"  # checkpoint=PATH -> a folder of safetensors weights, config, tokenizer
 
 
 class Device(Choice):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+    mps = "mps"  # Apple GPUs
 
 
 class Schedule(Choice):

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +108,34 @@ def machine_summary() -> str:
     return f"{cpu_name()} ({os.cpu_count()} cores){gpu}; torch {torch.__version__}; {torch.get_num_threads()} thread(s)"
 
 
+def mps_available() -> bool:
+    """Whether an Apple GPU (Metal Performance Shaders) is usable by this torch."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def resolve_device(name: str) -> torch.device:
-    """The device for ``device=auto|cpu|cuda``; under torchrun also joins the process group and
-    returns this process's own GPU."""
+    """The device for ``device=auto|cpu|cuda|mps`` (auto: CUDA, else an Apple GPU, else the CPU);
+    under torchrun also joins the process group and returns this process's own GPU."""
     from attnlab.errors import UserError
 
     name = str(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA GPU is visible; use device=auto or device=cpu")
+    if name == "mps" and not mps_available():
+        raise UserError("device=mps but this torch sees no Apple GPU (MPS); use device=auto or device=cpu")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        single = distributed.world_size() == 1  # torchrun's backends are gloo and nccl: no MPS
+        name = "cuda" if torch.cuda.is_available() else "mps" if single and mps_available() else "cpu"
     return distributed.init(torch.device(name))
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MiB; None where the platform has no
+    ``resource`` module (Windows). ``ru_maxrss`` counts KiB on Linux and bytes on macOS."""
+    try:
+        import resource  # POSIX only: imported here so that the package imports on Windows
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)

@@ -169,21 +169,21 @@ class Trainer:
         self.state = TrainState()
 
     # ------------------------------------------------------------------ checkpoints
-    def _save(self, name: str, task: Trainable, optimizer: torch.optim.Optimizer) -> Path:
+    def _save(self, name: str, task: Trainable, optimizer: torch.optim.Optimizer | None) -> Path:
+        """Write ``checkpoints/<name>``; without ``optimizer`` (best.pt) the file holds what using
+        the model needs, with it (last.pt) also what resuming needs."""
         path = self.ckpt_dir / name
         if not distributed.is_main():
             return path
-        save_checkpoint(
-            path,
-            {
-                "model": self.module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "trainer": dataclasses.asdict(self.state),
-                "rng": {"torch": torch.get_rng_state()},
-                "config": OmegaConf.to_container(self.full_cfg, resolve=True, enum_to_str=True),
-                "extra": task.checkpoint_extra(),
-            },
-        )
+        payload = {
+            "model": self.module.state_dict(),
+            "trainer": dataclasses.asdict(self.state),
+            "config": OmegaConf.to_container(self.full_cfg, resolve=True, enum_to_str=True),
+            "extra": task.checkpoint_extra(),
+        }
+        if optimizer is not None:
+            payload.update(optimizer=optimizer.state_dict(), rng={"torch": torch.get_rng_state()})
+        save_checkpoint(path, payload)
         return path
 
     def _resume(self, task: Trainable, optimizer: torch.optim.Optimizer) -> None:
@@ -339,7 +339,7 @@ class Trainer:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         log.info("validation after step %d: %s%s", st.step, shown, " (best)" if improved else "")
         if improved:
-            self._save("best.pt", task, optimizer)
+            self._save("best.pt", task, None)  # weights only: resuming uses last.pt
 
 
 def load_best_weights(model: nn.Module, run_dir: Path) -> Path:

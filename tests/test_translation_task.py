@@ -151,6 +151,22 @@ def test_translate_keeps_empty_lines_and_line_count(trained, tmp_path):
     assert results["empty_lines"] == 2 and results["lines"] == 4
 
 
+def test_an_export_folder_translates_as_its_checkpoint(trained, tmp_path):
+    from attnlab.checkpoint import export_checkpoint, load_checkpoint
+
+    run_dir, _ = trained
+    folder = export_checkpoint(load_checkpoint(run_dir / "checkpoints" / "best.pt"), tmp_path / "export")
+    assert (folder / "tokenizer.model").is_file() and (folder / "model.safetensors").is_file()
+    source = tmp_path / "in.de"
+    source.write_text("Ich bin müde.\nWo ist Tom?\n", encoding="utf-8")
+    outputs = []
+    for name, checkpoint in (("pt", run_dir / "checkpoints" / "best.pt"), ("folder", folder)):
+        cfg = make("mode=translate", f"checkpoint={checkpoint}", f"input={source}", f"output={tmp_path / name}")
+        translation.run(cfg, tmp_path / f"run_{name}")
+        outputs.append((tmp_path / name).read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1] and outputs[0].strip()
+
+
 def test_translate_with_a_missing_input_file_is_a_user_error(trained, tmp_path):
     run_dir, _ = trained
     cfg = make("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"input={tmp_path / 'no.txt'}")

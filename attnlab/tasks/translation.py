@@ -20,7 +20,6 @@ and re-scores the test split; ``mode=translate`` translates lines from a file or
 from __future__ import annotations
 
 import logging
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from attnlab.errors import UserError
 from attnlab.metrics import corpus_scores
 from attnlab.models import build_model
 from attnlab.models.seq2seq import Seq2Seq
-from attnlab.runlog import base_results, prepare_run, write_json
+from attnlab.runlog import base_results, peak_rss_mb, prepare_run, write_json
 from attnlab.train import Trainer, load_best_weights
 from attnlab.viz.text import plot_attention, plot_attention_grid
 
@@ -358,11 +357,6 @@ def test_results(
                        cfg.viz.layer_grids)
     decode = {k: cfg.decode[k] for k in ("beam_size", "length_penalty", "max_len_a", "max_len_b")}
     return {**base_results(cfg, model, device), **scores, "test_sentences": len(test), "decode": decode}
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # ----------------------------------------------------------------------------- from a checkpoint

@@ -19,7 +19,6 @@ training image size, pixel mean/std), so evaluate and predict need nothing but `
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +37,7 @@ from attnlab.data.augment import Augment
 from attnlab.data.images import ImageData, ImageSet, collate, load_images
 from attnlab.errors import UserError
 from attnlab.models import build_model
-from attnlab.runlog import base_results, prepare_run, write_json
+from attnlab.runlog import base_results, peak_rss_mb, prepare_run, write_json
 from attnlab.train import Trainer, load_best_weights
 
 log = logging.getLogger("attnlab.vision")
@@ -318,7 +317,7 @@ def predict(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, A
 
 def _finish(results: dict[str, Any], run_dir: Path, start: float) -> dict[str, Any]:
     results["wall_seconds"] = round(time.perf_counter() - start, 2)
-    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    results["peak_rss_mb"] = peak_rss_mb()
     if distributed.is_main():  # under torchrun every process scores; one writes
         write_json(run_dir / "results.json", results)
     return results
