@@ -250,7 +250,7 @@ class Config:
     device: Device = Device.auto
     mode: Mode = Mode.train
     resume: bool = False
-    checkpoint: Optional[str] = None  # mode=evaluate/translate/predict: path to a .pt file
+    checkpoint: Optional[str] = None  # checkpoint modes: a .pt file, or a folder of mode=export
     input: Optional[str] = None  # mode=translate: a text file (default stdin); predict: image or dir
     output: Optional[str] = None  # mode=translate: write translations here (default stdout)
 

@@ -72,9 +72,11 @@ _FIELD = re.compile(r"^\s+(\w+):[^=#]*(?:=[^#]*)?(?:#\s*(.*))?$")
 
 def option_line(group: str, option: str) -> str:
     """The first comment line of ``conf/<group>/<option>.yaml`` (empty when it has none)."""
-    if group == "recipe":
-        task, model = option.split("_", 1)
-        return f"training settings for task={task} model={model} (chosen automatically)"
+    if group.endswith("recipe"):  # recipe: <task>_<model>, data_recipe: <data>_<model>
+        first = "task" if group == "recipe" else group.removesuffix("_recipe")
+        model = next((m for m in group_options("model") if option.endswith("_" + m)), "")
+        chosen = f"{first}={option.removesuffix('_' + model)} model={model}" if model else option
+        return f"training settings for {chosen} (chosen automatically)"
     for line in (Path(config_dir()) / group / f"{option}.yaml").read_text(encoding="utf-8").splitlines():
         text = line.lstrip("#").strip()
         if line.startswith("#") and text and not text.startswith("@package"):
