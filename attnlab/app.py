@@ -19,8 +19,9 @@ ATTENTION_OPTIONAL = {"rnn_attn"}
 POSITIVE = {
     "emb_dim", "hidden_dim", "attn_dim", "enc_layers", "dec_layers", "d_model", "heads", "d_ff",
     "patch_size", "dim", "depth", "mlp_ratio", "max_len", "epochs", "batch_size", "lr",
-    "vocab_size", "beam_size", "num_examples",
+    "vocab_size", "beam_size", "num_examples", "accum_steps",
 }
+NON_NEGATIVE = {"validate_every_steps", "average_last", "top_k"}
 RATES = {"dropout", "attn_dropout", "drop_path", "label_smoothing", "valid_fraction"}  # in [0, 1)
 
 
@@ -30,6 +31,8 @@ def check_values(cfg: DictConfig) -> None:
         for key, value in cfg[group].items():
             if key in POSITIVE and value <= 0:
                 raise UserError(f"{group}.{key}={value} must be positive")
+            if key in NON_NEGATIVE and value < 0:
+                raise UserError(f"{group}.{key}={value} must be 0 or more")
             if key in RATES and not 0 <= value < 1:
                 raise UserError(f"{group}.{key}={value} must be in [0, 1)")
 

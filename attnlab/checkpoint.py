@@ -89,6 +89,25 @@ def saved_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
+    """The last checkpoint of ``paths`` with its weights replaced by the element-wise mean of all
+    their weights (averaging the last checkpoints of a run, Vaswani et al. 2017, sec. 6.1; Popel
+    & Bojar 2018, sec. 4.10). Floating tensors are averaged in float64; integer buffers (counters)
+    keep the last checkpoint's values."""
+    if not paths:
+        raise UserError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    payload: dict[str, Any] = {}
+    for path in paths:
+        payload = load_checkpoint(path)
+        for name, tensor in payload["model"].items():
+            if tensor.is_floating_point():
+                total[name] = total[name] + tensor.double() if name in total else tensor.double()
+    state = payload["model"]
+    averaged = {name: (total[name] / len(paths)).to(t.dtype) if name in total else t for name, t in state.items()}
+    return {**payload, "model": averaged}
+
+
 def _reason(err: Exception) -> str:
     """The informative line of torch.load's long error messages."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]

@@ -52,6 +52,7 @@ class Schedule(Choice):
 class Precision(Choice):
     fp32 = "fp32"
     bf16 = "bf16"
+    fp16 = "fp16"
 
 
 class Cell(Choice):
@@ -217,7 +218,10 @@ class TrainerConfig:
     log_every_steps: int = 50
     progress: bool = True  # progress bar on stderr
     num_threads: int = 0  # torch.set_num_threads; 0 = torch's default
-    precision: Precision = Precision.fp32  # bf16 = bfloat16 autocast (GPU)
+    precision: Precision = Precision.fp32  # bf16 = bfloat16 autocast (GPU); fp16 = float16 autocast + loss scaling (CUDA)
+    accum_steps: int = 1  # batches whose gradients are summed into one optimizer step (a batch accum_steps x larger)
+    validate_every_steps: int = 0  # validate every N optimizer steps too (curves within an epoch); 0 = each epoch
+    average_last: int = 0  # keep the weights of the last N validations; test with their average (averaged.pt)
 
 
 @dataclass

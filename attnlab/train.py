@@ -17,11 +17,18 @@ Under torchrun every process builds the same batches and trains on its share of 
 (:mod:`attnlab.distributed`); DistributedDataParallel averages the gradients; every process
 validates (same weights, same numbers, so every process takes the same decisions) and only
 rank 0 writes metrics and checkpoints. ``trainer.precision=bf16`` runs the forward pass under
-bfloat16 autocast (meant for GPUs).
+bfloat16 autocast (meant for GPUs), ``fp16`` under float16 autocast with loss scaling (CUDA).
+
+Also: ``trainer.accum_steps`` sums the gradients of several batches into one step (equal to one
+step on their union); ``trainer.validate_every_steps`` validates inside epochs too (curves for
+short runs); ``trainer.average_last=N`` keeps the weights of the last N validations and tests
+their average (``averaged.pt``). ``best.pt`` holds the weights (no optimizer state); ``last.pt``
+holds everything resuming needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -38,7 +45,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from attnlab import distributed
-from attnlab.checkpoint import load_checkpoint, load_state, save_checkpoint
+from attnlab.checkpoint import average_checkpoints, load_checkpoint, load_state, save_checkpoint
 from attnlab.config import TrainerConfig
 from attnlab.errors import TrainingInterrupted, UserError
 from attnlab.runlog import MetricsLog
@@ -102,6 +109,30 @@ def total_train_steps(cfg: TrainerConfig, batches_per_epoch: int) -> int:
     """The steps the schedule spans: ``max_steps`` when set, capped by ``epochs`` worth of batches."""
     by_epochs = cfg.epochs * batches_per_epoch
     return max(1, min(cfg.max_steps, by_epochs) if cfg.max_steps > 0 else by_epochs)
+
+
+def steps_per_epoch(batches: int, accum_steps: int) -> int:
+    """Optimizer steps in an epoch of ``batches`` batches, ``accum_steps`` batches a step."""
+    return -(-batches // max(1, accum_steps))
+
+
+# autocast dtype of each trainer.precision (fp32: no autocast)
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AVERAGED = "averaged.pt"
+
+
+def make_scaler(cfg: TrainerConfig, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 (Micikevicius et al. 2018): float16 gradients underflow without it.
+    A disabled scaler (fp32, bf16) passes everything through unchanged."""
+    fp16 = str(cfg.precision) == "fp16"
+    if fp16 and device.type != "cuda":
+        raise UserError(f"trainer.precision=fp16 needs a CUDA GPU (device is {device.type}); use bf16 or fp32")
+    return torch.amp.GradScaler("cuda", enabled=fp16)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 NO_DECAY = ("bias", "cls_token", "table")  # parameter names that are not weight matrices
@@ -183,6 +214,8 @@ class Trainer:
         }
         if optimizer is not None:
             payload.update(optimizer=optimizer.state_dict(), rng={"torch": torch.get_rng_state()})
+            if self.scaler.is_enabled():
+                payload["scaler"] = self.scaler.state_dict()
         save_checkpoint(path, payload)
         return path
 
@@ -195,6 +228,8 @@ class Trainer:
         payload = load_checkpoint(path)
         load_state(task.model, payload["model"], path)
         optimizer.load_state_dict(payload["optimizer"])
+        if "scaler" in payload and self.scaler.is_enabled():
+            self.scaler.load_state_dict(payload["scaler"])
         self.state = TrainState(**payload["trainer"])
         torch.set_rng_state(payload["rng"]["torch"])
         log.info("resumed from %s at epoch %d, step %d", path, self.state.epoch + 1, self.state.step)
@@ -204,6 +239,7 @@ class Trainer:
         cfg, st = self.cfg, self.state
         self.module = task.model
         optimizer = make_optimizer(self.module, cfg)
+        self.scaler = make_scaler(cfg, self.device)
         if self.full_cfg.resume:
             self._resume(task, optimizer)
             st = self.state
@@ -218,11 +254,13 @@ class Trainer:
             log.info("training already finished (%s); going on to evaluation", st.stop_reason)
             return st
         budget = cfg.max_minutes * 60.0
+        self.bar: tqdm | None = None
         with _StopSignal() as stop:
             while st.epoch < cfg.epochs and not st.finished:
                 generator = torch.Generator().manual_seed(self.full_cfg.seed * 100_003 + st.epoch)
                 batches = task.train_batches(st.epoch, generator)
-                total_steps = total_train_steps(cfg, len(batches))
+                total_steps = total_train_steps(cfg, steps_per_epoch(len(batches), cfg.accum_steps))
+                self._open_bar(total_steps)
                 self._train_epoch(task, optimizer, batches, total_steps, budget, stop)
                 if stop.received:
                     path = self._save("last.pt", task, optimizer)
@@ -245,62 +283,87 @@ class Trainer:
                 elif st.epoch >= cfg.epochs:
                     st.finished, st.stop_reason = True, f"{cfg.epochs} epochs done"
                 self._save("last.pt", task, optimizer)
+        if self.bar is not None:
+            self.bar.close()
+        if cfg.average_last > 0:
+            self._save_average()
         distributed.barrier()
         log.info("training finished: %s (best %s %.4g at step %d)", st.stop_reason, task.metric, st.best, st.best_step)
         return st
 
+    def _open_bar(self, total_steps: int) -> None:
+        """One bar for the whole run, in optimizer steps (created once the step count is known)."""
+        if self.bar is None:
+            self.bar = tqdm(
+                total=total_steps, initial=self.state.step, desc="train", unit="step",
+                disable=not self.cfg.progress or not distributed.is_main(),
+                file=sys.stderr, dynamic_ncols=True, leave=False,
+            )
+
+    def _bar_text(self, loss: float, rate: float, unit: str, lr: float, budget: float) -> str:
+        """Epoch, loss, throughput, learning rate, and the training time against the cap if any."""
+        text = f"epoch {self.state.epoch + 1}/{self.cfg.epochs} loss {loss:.3f} {rate:,.0f} {unit}/s lr {lr:.2e}"
+        if budget > 0:
+            text += f" time {_clock(self.state.elapsed)}/{_clock(budget)}"
+        return text
+
     def _train_epoch(self, task, optimizer, batches, total_steps, budget, stop) -> None:
+        """Optimizer steps over this epoch's batches, from ``state.batch_in_epoch``: each step sums
+        the gradients of ``accum_steps`` batches, weighted by their units (tokens, images), so that
+        it equals one step on their union (tested). Returns at the end of the epoch, at a
+        validation point (``validate_every_steps``), at the step budget, the time cap or a signal."""
         cfg, st = self.cfg, self.state
         task.model = self.wrapped  # the training steps go through DDP when distributed
         task.model.train()
-        bf16 = str(cfg.precision) == "bf16"
-        bar = tqdm(
-            total=len(batches),
-            initial=st.batch_in_epoch,
-            desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-            disable=not cfg.progress or not distributed.is_main(),
-            file=sys.stderr,
-            dynamic_ncols=True,
-            leave=False,
-        )
+        dtype = AUTOCAST.get(str(cfg.precision))
         window_loss, window_units, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
         world = distributed.world_size()
-        for batch in batches[st.batch_in_epoch :]:
-            if len(batch) < world:  # too small to give every process an example: skipped by all
-                st.batch_in_epoch += 1
-                bar.update(1)
+        while st.batch_in_epoch < len(batches):
+            taken = batches[st.batch_in_epoch : st.batch_in_epoch + max(1, cfg.accum_steps)]
+            group = [b for b in taken if len(b) >= world]  # a batch too small to share is skipped by all
+            if not group:
+                st.batch_in_epoch += len(taken)
                 continue
             start = time.perf_counter()
-            progress = st.step / total_steps
-            lr = cfg.lr * lr_factor(cfg, st.step, progress)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, units = task.loss(distributed.shard(batch))
-            if not torch.isfinite(loss):
-                last = self.ckpt_dir / "last.pt"
-                kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-                raise UserError(
-                    f"training diverged: loss is {loss.item()} at step {st.step}; {kept}; "
-                    "lower trainer.lr or raise trainer.warmup_steps"
-                )
+            lr = cfg.lr * lr_factor(cfg, st.step, st.step / total_steps)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss, step_units = 0.0, 0
+            for i, batch in enumerate(group):
+                last = i == len(group) - 1
+                sync = contextlib.nullcontext() if last or world == 1 else self.wrapped.no_sync()
+                with sync:
+                    with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        loss, units = task.loss(distributed.shard(batch))
+                    self._check_finite(loss)
+                    # one batch: its mean loss; several: sum(units_i * mean_i), divided by sum(units) below
+                    self.scaler.scale(loss if len(group) == 1 else loss * units).backward()
+                step_loss += loss.item() * units
+                step_units += units
+            if len(group) > 1:
+                for p in self.module.parameters():
+                    if p.grad is not None:
+                        p.grad.div_(max(step_units, 1))
             if cfg.clip_norm > 0:
+                self.scaler.unscale_(optimizer)  # clip the true gradients (a no-op without fp16)
                 nn.utils.clip_grad_norm_(self.module.parameters(), cfg.clip_norm)
-            optimizer.step()
+            self.scaler.step(optimizer)
+            self.scaler.update()
             st.step += 1
-            st.batch_in_epoch += 1
+            st.batch_in_epoch += len(taken)
             st.elapsed += time.perf_counter() - start
-            window_loss += loss.item()
-            window_units += units
+            window_loss += loss.item() if len(group) == 1 else step_loss / max(step_units, 1)
+            window_units += step_units
             window_steps += 1
-            bar.update(1)
-            if st.step % cfg.log_every_steps == 0 or st.batch_in_epoch == len(batches):
+            if self.bar is not None:
+                self.bar.update(1)
+            if st.step % cfg.log_every_steps == 0 or st.batch_in_epoch >= len(batches):
                 seconds = time.perf_counter() - window_start
                 rate = window_units / max(seconds, 1e-9)
                 avg = window_loss / window_steps
-                bar.set_postfix_str(f"loss {avg:.3f} {rate:,.0f} {task.unit}/s lr {lr:.2e}")
+                if self.bar is not None:
+                    self.bar.set_postfix_str(self._bar_text(avg, rate, task.unit, lr, budget))
                 self._log(
                     kind="train", epoch=st.epoch + 1, step=st.step, loss=avg, lr=lr,
                     **{f"{task.unit}_per_s": rate}, elapsed=st.elapsed,
@@ -316,8 +379,28 @@ class Trainer:
                 break
             if cfg.max_steps and st.step >= cfg.max_steps:
                 break
-        bar.close()
+            if cfg.validate_every_steps and st.step % cfg.validate_every_steps == 0:
+                break  # fit() validates, then continues this epoch where it stopped
         task.model = self.module
+
+    def _check_finite(self, loss: Tensor) -> None:
+        if not torch.isfinite(loss):
+            last = self.ckpt_dir / "last.pt"
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+            raise UserError(
+                f"training diverged: loss is {loss.item()} at step {self.state.step}; {kept}; "
+                "lower trainer.lr or raise trainer.warmup_steps"
+            )
+
+    def _save_average(self) -> None:
+        """``averaged.pt``: the mean of the weights kept at the last ``average_last`` validations."""
+        if not distributed.is_main():
+            return
+        paths = sorted(self.ckpt_dir.glob("step_*.pt"))
+        if paths:
+            payload = average_checkpoints(paths)
+            save_checkpoint(self.ckpt_dir / AVERAGED, {**payload, "averaged": [p.name for p in paths]})
+            log.info("averaged the weights of %s into %s", ", ".join(p.name for p in paths), AVERAGED)
 
     def _log(self, **record: Any) -> None:
         if distributed.is_main():
@@ -340,11 +423,16 @@ class Trainer:
         log.info("validation after step %d: %s%s", st.step, shown, " (best)" if improved else "")
         if improved:
             self._save("best.pt", task, None)  # weights only: resuming uses last.pt
+        if self.cfg.average_last > 0 and distributed.is_main():
+            self._save(f"step_{st.step:08d}.pt", task, None)
+            for old in sorted(self.ckpt_dir.glob("step_*.pt"))[: -self.cfg.average_last]:
+                old.unlink()
 
 
 def load_best_weights(model: nn.Module, run_dir: Path) -> Path:
-    """Load ``checkpoints/best.pt`` (or ``last.pt``) of a finished run into ``model``."""
-    for name in ("best.pt", "last.pt"):
+    """Load the weights a finished run is tested with: ``checkpoints/averaged.pt`` when the run
+    averaged (``trainer.average_last``), else ``best.pt`` (or ``last.pt``)."""
+    for name in (AVERAGED, "best.pt", "last.pt"):
         path = run_dir / "checkpoints" / name
         if path.is_file():
             load_state(model, load_checkpoint(path)["model"], path)
