@@ -121,10 +121,11 @@ def predict_probs(model: nn.Module, images: ImageSet, device: torch.device) -> T
 
 
 def score(model: nn.Module, images: ImageSet, num_classes: int, device: torch.device) -> dict[str, Any]:
-    """Accuracy, mean cross entropy, per-class accuracy and the confusion matrix [true][predicted]."""
+    """Accuracy, mean cross entropy, per-class accuracy, the confusion matrix [true][predicted] and
+    each image's predicted class and its probability (``predicted``, ``probability``: tensors)."""
     probs = predict_probs(model, images, device)
     labels = images.labels
-    predicted = probs.argmax(-1)
+    top, predicted = probs.max(-1)
     confusion = torch.bincount(labels * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
     per_class = confusion.diag().float() / confusion.sum(1).clamp_min(1).float()
     loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
@@ -133,12 +134,33 @@ def score(model: nn.Module, images: ImageSet, num_classes: int, device: torch.de
         "loss": loss,
         "per_class_accuracy": per_class.tolist(),
         "confusion_matrix": confusion.tolist(),
+        "predicted": predicted,
+        "probability": top,
     }
 
 
-def classification_results(model: nn.Module, data_test: ImageSet, classes: Sequence[str], device: torch.device) -> dict[str, Any]:
-    """The task metrics of results.json, per-class accuracy keyed by class name."""
+PREDICTIONS_HEADER = "index,label,predicted,probability"
+
+
+def write_predictions(path: Path, labels: Tensor, predicted: Tensor, probability: Tensor) -> None:
+    """One CSV line per image, in the split's order: what a paired test of two runs on the same
+    split needs (:mod:`attnlab.significance`; ``python -m attnlab.report``)."""
+    if not distributed.is_main():
+        return
+    lines = [PREDICTIONS_HEADER] + [
+        f"{i},{int(y)},{int(p)},{float(q):.4f}" for i, (y, p, q) in enumerate(zip(labels, predicted, probability))
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def classification_results(
+    model: nn.Module, data_test: ImageSet, classes: Sequence[str], device: torch.device, predictions: Path | None = None
+) -> dict[str, Any]:
+    """The task metrics of results.json, per-class accuracy keyed by class name; with
+    ``predictions``, each image's label and predicted class are written there as CSV."""
     scores = score(model, data_test, len(classes), device)
+    if predictions is not None:
+        write_predictions(predictions, data_test.labels, scores["predicted"], scores["probability"])
     return {
         "accuracy": scores["accuracy"],
         "test_loss": scores["loss"],
@@ -256,7 +278,9 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
     state = Trainer(cfg, run_dir, device).fit(task)
     best = load_best_weights(model, run_dir)
     results = base_results(cfg, model, device)
-    results.update(classification_results(model, data.test, data.classes, device))
+    results.update(classification_results(model, data.test, data.classes, device, run_dir / "test_predictions.csv"))
+    # the best checkpoint's validation predictions: what paired tests between variants choose on
+    classification_results(model, data.valid, data.classes, device, run_dir / "valid_predictions.csv")
     results.update(
         best_valid_accuracy=state.best,
         checkpoint=str(best.relative_to(run_dir)),
@@ -283,7 +307,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, 
     test = resized(data.test, size)
     results = base_results(cfg, model, device)
     results["data"] = str(data_cfg.name)
-    results.update(classification_results(model, test, data.classes, device))
+    results.update(classification_results(model, test, data.classes, device, run_dir / "test_predictions.csv"))
     results.update(checkpoint=str(cfg.checkpoint), image_size=list(size or training_image_size(test)),
                    trained_image_size=list(extra["image_size"]))
     log.info("test accuracy %.4f on %d images", results["accuracy"], len(test))
