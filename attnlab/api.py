@@ -13,6 +13,7 @@ instead of exiting.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 import shutil
 import time
@@ -21,6 +22,7 @@ from typing import Any, Sequence, Union
 
 from omegaconf import DictConfig, OmegaConf
 
+import attnlab
 from attnlab import compose
 from attnlab.app import run_task
 from attnlab.errors import UserError
@@ -76,13 +78,33 @@ def run(overrides: Overrides = (), run_dir: str | Path | None = None) -> dict[st
     return run_task(cfg, run_dir)
 
 
-def run_cached(name: str, overrides: Overrides, runs_dir: str | Path) -> Path:
-    """Run into ``runs_dir/<name>-<hash>`` unless a finished run (one with results.json) is there
-    already; returns the run folder. The hash is that of the whole composed config, so a changed
-    recipe or default trains anew instead of reusing a stale run; an unfinished run starts over."""
+def code_version() -> dict[str, str]:
+    """What code a run was made with: attnlab's version and a digest of every source file of the
+    installed package (so an edit changes it, committed or not)."""
+    package = Path(attnlab.__file__).resolve().parent
+    digest = hashlib.sha1()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"attnlab_version": attnlab.__version__, "source_sha1": digest.hexdigest()}
+
+
+def run_key(overrides: Overrides) -> str:
+    """The cache key of a run: a hash of its whole composed config and of :func:`code_version`."""
     config = OmegaConf.to_yaml(_compose(overrides))
-    run_dir = Path(runs_dir) / f"{name}-{hashlib.sha1(config.encode()).hexdigest()[:8]}"
+    code = json.dumps(code_version(), sort_keys=True)
+    return hashlib.sha1(f"{config}\n{code}".encode()).hexdigest()[:8]
+
+
+def run_cached(name: str, overrides: Overrides, runs_dir: str | Path) -> Path:
+    """Run into ``runs_dir/<name>-<key>`` unless a finished run (one with results.json) is there
+    already; returns the run folder. The key (:func:`run_key`) hashes the whole composed config
+    and the code (attnlab's version and source files), so a changed recipe, default or line of
+    code trains anew instead of reusing a stale run; an unfinished run starts over. The code
+    version is saved beside the run as ``code_version.json``."""
+    run_dir = Path(runs_dir) / f"{name}-{run_key(overrides)}"
     if not (run_dir / "results.json").is_file():
         shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        (run_dir / "code_version.json").write_text(json.dumps(code_version(), indent=2) + "\n", encoding="utf-8")
         run(overrides, run_dir)  # the folder is new here: a new run, never a resumed one
     return run_dir

@@ -42,6 +42,36 @@ def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | No
     return [[r[k] if k < len(r) else None for r in references] for k in range(depth)]
 
 
+# Source-length buckets (words, inclusive; None = no upper end) of ``bleu_by_length``: about a
+# quarter of the shipped test set each up to 10 words, then the longer sentences users type.
+LENGTH_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 4), (5, 6), (7, 10), (11, 16), (17, None))
+
+
+def bucket_name(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else f"{low}-{high}"
+
+
+def bleu_by_length(
+    sources: Sequence[str],
+    hypotheses: Sequence[str],
+    references: Sequence[Sequence[str]],
+    buckets: Sequence[tuple[int, int | None]] = LENGTH_BUCKETS,
+) -> dict[str, dict[str, float]]:
+    """Corpus BLEU of the sentences whose source has a given number of words (whitespace-split),
+    each bucket scored on its own: ``{"1-4": {"sentences": n, "bleu": b, "length_ratio": r}}``,
+    ``length_ratio`` = output length / reference length (below 1: too short). Empty buckets are
+    left out."""
+    out: dict[str, dict[str, float]] = {}
+    for low, high in buckets:
+        idx = [i for i, s in enumerate(sources) if low <= len(s.split()) and (high is None or len(s.split()) <= high)]
+        if not idx:
+            continue
+        score = BLEU().corpus_score([hypotheses[i] for i in idx], reference_streams([references[i] for i in idx]))
+        ratio = score.sys_len / score.ref_len if score.ref_len else 0.0
+        out[bucket_name(low, high)] = {"sentences": len(idx), "bleu": float(score.score), "length_ratio": ratio}
+    return out
+
+
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> TranslationScores:
     """Corpus BLEU and chrF of ``hypotheses`` against per-sentence reference lists."""
     if len(hypotheses) != len(references):

@@ -14,6 +14,15 @@ that differ between the variants of its task, e.g. ``attention=dot``. Each row g
 of seeds, the metric mean and *sample* standard deviation over seeds ("n/a" for one seed), the
 parameter count and the mean training time. Tasks are reported separately.
 
+Beside each variant: its **attention health** (the test decoding's normalised entropy, mean
+largest weight and share of steps peaking on ``</s>``, mean over seeds; ``COLLAPSED`` when
+:func:`attnlab.attention.health.collapsed` says so), **BLEU by source length** for translation
+(``bleu_by_length`` of results.json), and a **paired significance test against the best variant**
+of its task (:mod:`attnlab.significance`: paired bootstrap over the test sentences or images,
+seeds paired by seed number; BLEU/chrF from each run's ``hypotheses.txt`` against the references
+of the test split the run used, accuracy from ``test_predictions.csv``). A difference is called
+*significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way.
+
 Outputs (in DIR, or ``--out``): ``report.md``, ``report.csv``, ``metric_by_variant.png`` (bars with
 error bars) and ``learning_curves.png`` (validation metric against step, mean over seeds).
 
@@ -21,7 +30,8 @@ The notebooks use the Python API::
 
     runs = load_runs("multirun/...")
     rows = summarize(runs)                  # list[Row], sorted best first within each task
-    records(rows)                           # list of flat dicts (pandas.DataFrame(records(rows)))
+    tests = compare_to_best(rows)           # {(task, variant): Comparison or why none}
+    records(rows, tests)                    # list of flat dicts (pandas.DataFrame(records(rows)))
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 import yaml
 
+from attnlab import significance
+from attnlab.attention.health import collapsed
 from attnlab.errors import UserError
 
 # The metrics reported by default, per task (the first one sorts the table and is plotted).
@@ -48,6 +60,10 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {"translation": ("bleu", "chrf"), "vi
 LOWER_IS_BETTER = ("loss", "ppl", "perplexity", "error", "wer", "ter")
 # results.json fields that are not metrics (used to guess the metrics of an unknown task).
 NOT_METRICS = {"seed", "num_params", "train_seconds", "torch_threads", "epoch", "step", "steps"}
+# The attention-health fields shown in the report (results.json "attention_health").
+HEALTH_SHOWN = ("entropy_norm", "max_weight", "eos_share")
+# Metrics with a paired test (per-item statistics saved by the run).
+PAIRED_METRICS = ("bleu", "chrf", "accuracy")
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
 NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress"}
 # results.json fields that tell variants apart when a run has no saved config.
@@ -84,6 +100,11 @@ class Run:
     def value(self, metric: str) -> Optional[float]:
         """The final value of ``metric`` in results.json; None when absent or not a finite number."""
         return _finite(self.results.get(metric)) if self.results else None
+
+    def nested(self, key: str) -> dict[str, Any]:
+        """A dict-valued results.json field (``attention_health``, ``bleu_by_length``); {} when absent."""
+        value = self.results.get(key) if self.results else None
+        return value if isinstance(value, dict) else {}
 
     def valid_records(self) -> list[dict[str, Any]]:
         return self.records("valid")
@@ -286,6 +307,33 @@ class Row:
         """The distinct parameter counts of the complete runs (one, unless the runs disagree)."""
         return sorted({int(v) for r in self.complete_runs if (v := r.value("num_params")) is not None})
 
+    def health(self) -> dict[str, Stat]:
+        """Mean over seeds of each attention-health field (empty when the runs report none)."""
+        runs = [r for r in self.complete_runs if r.nested("attention_health")]
+        if not runs:
+            return {}
+        return {k: Stat([v for r in runs if (v := _finite(r.nested("attention_health").get(k))) is not None])
+                for k in HEALTH_SHOWN}
+
+    def health_text(self) -> str:
+        """``"0.41 / 0.52 / 3%"`` (normalised entropy / largest weight / steps peaking on </s>),
+        ``COLLAPSED`` appended when the means look collapsed; "n/a" without attention health."""
+        stats = self.health()
+        if not stats or any(st.mean is None for st in stats.values()):
+            return "n/a"
+        means = {k: st.mean for k, st in stats.items()}
+        text = f"{means['entropy_norm']:.2f} / {means['max_weight']:.2f} / {100 * means['eos_share']:.0f}%"
+        return text + (" COLLAPSED" if collapsed(means) else "")
+
+    def length_buckets(self) -> dict[str, Stat]:
+        """BLEU by source-length bucket (``bleu_by_length``), mean over seeds, buckets in order."""
+        buckets = list(dict.fromkeys(b for r in self.complete_runs for b in r.nested("bleu_by_length")))
+        out = {}
+        for b in buckets:
+            values = [_finite((r.nested("bleu_by_length").get(b) or {}).get("bleu")) for r in self.complete_runs]
+            out[b] = Stat([v for v in values if v is not None])
+        return out
+
     def num_params_text(self, sep: str = ",") -> str:
         counts = [f"{c:,}".replace(",", sep) for c in self.num_params]
         return "-".join(counts) if counts else "n/a"
@@ -429,11 +477,122 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
+# ----------------------------------------------------------------------------- significance
+
+
+def compare_to_best(
+    rows: Sequence[Row], n_samples: int = significance.N_SAMPLES
+) -> dict[tuple[str, str], significance.Comparison | str]:
+    """Each variant against the best of its task (the first row) on the task's first metric:
+    a :class:`attnlab.significance.Comparison` (delta = this variant minus the best), or a
+    sentence saying why no test was possible. The best row itself has no entry."""
+    out: dict[tuple[str, str], significance.Comparison | str] = {}
+    references: dict[str, Any] = {}  # test-split references by data config, loaded once
+    for task in dict.fromkeys(r.task for r in rows):
+        task_rows = [r for r in rows if r.task == task and r.n_seeds]
+        for row in task_rows[1:]:
+            try:
+                out[(task, row.variant)] = _compare(row, task_rows[0], references, n_samples)
+            except _NoTest as why:
+                out[(task, row.variant)] = str(why)
+    return out
+
+
+class _NoTest(Exception):
+    """Why two variants cannot be compared item by item."""
+
+
+def paired_runs(a: Sequence[Run], b: Sequence[Run]) -> list[tuple[Run, Run]]:
+    """Runs of two variants paired by seed (seeds present in both, in seed order)."""
+    by_seed = {str(r.seed): r for r in b}
+    return [(r, by_seed[str(r.seed)]) for r in sorted(a, key=lambda r: str(r.seed)) if str(r.seed) in by_seed]
+
+
+def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) -> significance.Comparison:
+    metric = row.metric_names[0]
+    if metric not in PAIRED_METRICS:
+        raise _NoTest(f"no paired test for {metric}")
+    pairs = paired_runs(row.complete_runs, best.complete_runs)
+    if not pairs:
+        raise _NoTest("no seed in common with the best variant")
+    if metric == "accuracy":
+        a, b = zip(*((_correct(x), _correct(y)) for x, y in pairs))
+        if any(len(x) != len(y) or x[1] != y[1] for x, y in zip(a, b)):
+            raise _NoTest("the runs were tested on different images")
+        return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples)
+    streams = _references(pairs[0][0], references)
+    for run in (r for pair in pairs for r in pair):
+        if _data_key(run) != _data_key(pairs[0][0]):
+            raise _NoTest("the runs were tested on different test splits")
+    hyps = [(_hypotheses(x, len(streams[0])), _hypotheses(y, len(streams[0]))) for x, y in pairs]
+    return significance.compare_translations([h for h, _ in hyps], [h for _, h in hyps], streams, metric, n_samples)
+
+
+def _correct(run: Run) -> tuple[list[bool], list[int]]:
+    """Per-image correctness and the labels of a vision run's ``test_predictions.csv``."""
+    path = run.path / "test_predictions.csv"
+    if not path.is_file():
+        raise _NoTest(f"{path.name} missing in {run.path.name} (made before runs saved predictions?)")
+    with path.open(encoding="utf-8", newline="") as f:
+        table = list(csv.DictReader(f))
+    labels = [int(r["label"]) for r in table]
+    return [int(r["predicted"]) == y for r, y in zip(table, labels)], labels
+
+
+def _hypotheses(run: Run, n: int) -> list[str]:
+    path = run.path / "hypotheses.txt"
+    if not path.is_file():
+        raise _NoTest(f"hypotheses.txt missing in {run.path.name}")
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    if len(lines) != n:
+        raise _NoTest(f"{run.path.name}: {len(lines)} hypotheses for {n} test sentences")
+    return lines
+
+
+def _data_key(run: Run) -> str:
+    return json.dumps(run.config.get("data"), sort_keys=True)
+
+
+def _references(run: Run, cache: dict[str, Any]) -> list[list[Optional[str]]]:
+    """The reference streams of the test split the run was scored on, rebuilt from its config."""
+    if not run.config.get("data"):
+        raise _NoTest("the runs have no saved config (.hydra/config.yaml) to find their test split")
+    key = _data_key(run)
+    if key not in cache:
+        from omegaconf import OmegaConf
+
+        from attnlab.config import TextDataConfig
+        from attnlab.data.text import load_corpus
+
+        try:
+            data = OmegaConf.merge(OmegaConf.structured(TextDataConfig), run.config["data"])
+            cache[key] = load_corpus(data).test.reference_streams()
+        except Exception as err:  # a corpus that is not there (any more): say so, report the rest
+            cache[key] = _NoTest(f"test split not available ({' '.join(str(err).split())[:100]})")
+    if isinstance(cache[key], _NoTest):
+        raise cache[key]
+    return cache[key]
+
+
+def comparison_text(test: significance.Comparison | str | None, fraction: bool = False) -> str:
+    """``"-2.10, p=0.004, 3 seeds: significant"``; the reason when there is no test; "best"."""
+    if test is None:
+        return "best"
+    if isinstance(test, str):
+        return f"n/a ({test})"
+    digits = 4 if fraction else 2
+    seeds = f"{test.pairs} seed{'s' if test.pairs > 1 else ''}"
+    return f"{test.delta:+.{digits}f}, p={test.p_value:.3f}, {seeds}: {significance.verdict(test)}"
+
+
 # ----------------------------------------------------------------------------- tables
 
 
-def records(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """One flat dict per row (the CSV's columns); numbers are raw, "n/a" where undefined."""
+def records(
+    rows: Sequence[Row], tests: Optional[dict[tuple[str, str], significance.Comparison | str]] = None
+) -> list[dict[str, Any]]:
+    """One flat dict per row (the CSV's columns); numbers are raw, "n/a" where undefined. With
+    ``tests`` (:func:`compare_to_best`), the comparison with the best variant of the task."""
     metric_names = list(dict.fromkeys(m for r in rows for m in r.metric_names))
     table = []
     for row in rows:
@@ -448,6 +607,19 @@ def records(rows: Sequence[Row]) -> list[dict[str, Any]]:
             stat = row.stats.get(name)
             record[f"{name}_mean"] = _na(stat.mean if stat else None)
             record[f"{name}_std"] = _na(stat.std if stat else None)
+        for name, stat in row.health().items():
+            record[f"attention_{name}"] = _na(stat.mean)
+        if row.health():
+            record["attention_collapsed"] = "COLLAPSED" in row.health_text()
+        for bucket, stat in row.length_buckets().items():
+            record[f"bleu_len_{bucket}"] = _na(stat.mean)
+        if tests is not None:
+            test = tests.get((row.task, row.variant))
+            ok = isinstance(test, significance.Comparison)
+            record["vs_best_delta"] = test.delta if ok else "n/a"
+            record["vs_best_p"] = test.p_value if ok else "n/a"
+            record["vs_best_seed_pairs"] = test.pairs if ok else "n/a"
+            record["vs_best"] = significance.verdict(test) if ok else ("best" if test is None else f"n/a ({test})")
         record["num_params"] = row.num_params_text(sep="")
         record["train_seconds_mean"] = _na(row.train_seconds.mean)
         table.append(record)
@@ -458,25 +630,33 @@ def _na(value: Optional[float]) -> Any:
     return "n/a" if value is None else value
 
 
-def write_csv(rows: Sequence[Row], path: Path) -> None:
-    table = records(rows)
+def write_csv(rows: Sequence[Row], path: Path, tests: Optional[dict[tuple[str, str], Any]] = None) -> None:
+    table = records(rows, tests)
+    fields = list(dict.fromkeys(k for record in table for k in record))
     with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer = csv.DictWriter(f, fieldnames=fields, restval="n/a")
         writer.writeheader()
         writer.writerows(table)
 
 
-def markdown(rows: Sequence[Row], runs: Sequence[Run], root: Path, images: Sequence[str] = ()) -> str:
-    """The report: one table per task, the plots, warnings and the incomplete runs."""
+def markdown(
+    rows: Sequence[Row], runs: Sequence[Run], root: Path, images: Sequence[str] = (),
+    tests: Optional[dict[tuple[str, str], Any]] = None,
+) -> str:
+    """The report: one table per task, BLEU by length, the plots, warnings and the incomplete runs."""
     lines = [f"# Attention variants: {root.resolve().name}", ""]
     n_incomplete = sum(not r.complete for r in runs)
     lines += [
         f"{len(runs)} runs ({n_incomplete} incomplete) in {len(rows)} variants. "
-        "Metrics: mean ± sample standard deviation over seeds (n/a for one seed).",
+        "Metrics: mean ± sample standard deviation over seeds (n/a for one seed). "
+        "*vs best*: the difference to the task's best variant on the first metric, paired bootstrap "
+        f"over the test items ({significance.N_SAMPLES} resamples, seeds paired by seed); *significant* needs "
+        f"p < {significance.ALPHA}, {significance.MIN_SEEDS}+ seed pairs and every pair the same way. "
+        "*attention*: normalised entropy / mean largest weight / steps peaking on `</s>` of the test decoding.",
         "",
     ]
     for task in dict.fromkeys(r.task for r in rows):
-        lines += _task_section(task, [r for r in rows if r.task == task])
+        lines += _task_section(task, [r for r in rows if r.task == task], tests)
     lines += [f"![{Path(name).stem}]({name})" for name in images]
     if notes := warnings_for(rows):
         lines += ["", "## Warnings", ""] + [f"- {note}" for note in notes]
@@ -487,9 +667,13 @@ def markdown(rows: Sequence[Row], runs: Sequence[Run], root: Path, images: Seque
     return "\n".join(lines) + "\n"
 
 
-def _task_section(task: str, rows: Sequence[Row]) -> list[str]:
+def _task_section(task: str, rows: Sequence[Row], tests: Optional[dict[tuple[str, str], Any]] = None) -> list[str]:
     metric_names = rows[0].metric_names
-    header = ["variant", "seeds", *metric_names, "params", "train time (s)", "incomplete"]
+    health = any(r.health() for r in rows)
+    header = ["variant", "seeds", *metric_names]
+    header += ["vs best"] if tests is not None else []
+    header += ["attention"] if health else []
+    header += ["params", "train time (s)", "incomplete"]
     lines = [f"## {task}", ""]
     if shared := common_overrides(rows):
         lines += [f"Common settings: `{shared}`", ""]
@@ -497,8 +681,35 @@ def _task_section(task: str, rows: Sequence[Row]) -> list[str]:
     for row in rows:
         time = row.train_seconds.mean
         cells = [f"`{row.variant}`", str(row.n_seeds), *(row.stats[m].text() for m in metric_names)]
+        if tests is not None:
+            key = (row.task, row.variant)
+            first = row.n_seeds and row is next(r for r in rows if r.n_seeds)
+            text = comparison_text(None if first else tests.get(key, "no finished run"),
+                                   fraction=metric_names[0] in FRACTION_METRICS)
+            cells.append(text)
+        cells += [row.health_text()] if health else []
         cells += [row.num_params_text(), "n/a" if time is None else f"{time:.1f}", str(row.incomplete)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines + _length_section(rows)
+
+
+def _length_section(rows: Sequence[Row]) -> list[str]:
+    """BLEU by source length (words), mean ± std over seeds, with each bucket's sentence count."""
+    buckets = list(dict.fromkeys(b for r in rows for b in r.length_buckets()))
+    if not buckets:
+        return []
+    counts = {}
+    for b in buckets:
+        found = [r.nested("bleu_by_length")[b].get("sentences") for row in rows for r in row.complete_runs
+                 if b in r.nested("bleu_by_length")]
+        counts[b] = found[0] if found else "?"
+    header = ["variant", *(f"{b} words ({counts[b]})" for b in buckets)]
+    lines = ["BLEU by source length (sentences per bucket in brackets; each bucket scored on its own):", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(buckets)) + "|"]
+    for row in rows:
+        stats = row.length_buckets()
+        lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[b].text() if b in stats else "n/a" for b in buckets)]) + " |")
     return lines + [""]
 
 
@@ -631,13 +842,14 @@ def write_report(
         available = [k for k in available if k not in NOT_METRICS]
         raise UserError(f"no run has metric={metric}; metrics found: {', '.join(available) or 'none'}")
     rows = summarize(runs, metric)
+    tests = compare_to_best(rows)
     out_dir = Path(out) if out is not None else root
     out_dir.mkdir(parents=True, exist_ok=True)
     md, csv_path, bars, curves = (out_dir / name for name in OUTPUTS)
     plot_metric_by_variant(rows, bars)
     plot_learning_curves(rows, curves)
-    write_csv(rows, csv_path)
-    md.write_text(markdown(rows, runs, root, images=[bars.name, curves.name]), encoding="utf-8")
+    write_csv(rows, csv_path, tests)
+    md.write_text(markdown(rows, runs, root, images=[bars.name, curves.name], tests=tests), encoding="utf-8")
     return [md, csv_path, bars, curves]
 
 

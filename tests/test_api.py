@@ -24,7 +24,15 @@ def test_run_cached_reuses_a_finished_run_and_retrains_when_the_config_changes(t
     changed = api.run_cached("vit", [*TINY_VISION, "model.mlp_ratio=3.0"], tmp_path)
     assert changed != first and len(calls) == 2
 
+    # a change of the code (here: a different source digest) trains anew too
+    real_version = api.code_version()
+    monkeypatch.setattr(api, "code_version", lambda: {**real_version, "source_sha1": "edited"})
+    recoded = api.run_cached("vit", TINY_VISION, tmp_path)
+    assert recoded not in (first, changed) and len(calls) == 3
+    assert json.loads((recoded / "code_version.json").read_text())["source_sha1"] == "edited"
+    monkeypatch.setattr(api, "code_version", lambda: real_version)
+
     (first / "results.json").unlink()  # an interrupted run starts over
     (first / "stale.txt").write_text("left by the interrupted run")
-    assert api.run_cached("vit", TINY_VISION, tmp_path) == first and len(calls) == 3
+    assert api.run_cached("vit", TINY_VISION, tmp_path) == first and len(calls) == 4
     assert not (first / "stale.txt").exists()

@@ -231,8 +231,9 @@ def test_write_report_writes_table_csv_and_valid_pngs(sweep: Path, tmp_path: Pat
     assert table["attention=none"]["num_params"] == "1000" and table["attention=dot"]["seeds"] == "0 1 2"
 
     md = (out / "report.md").read_text()
-    assert "| `attention=dot` | 3 | 22.00 ± 2.00 | 44.00 ± 4.00 | 1,234 | 11.0 | 0 |" in md
-    assert "| `attention=general` | 1 | 15.00 ± n/a | 30.00 ± n/a | 1,234 | 10.0 | 1 |" in md
+    assert "| `attention=dot` | 3 | 22.00 ± 2.00 | 44.00 ± 4.00 | best | 1,234 | 11.0 | 0 |" in md
+    no_test = "n/a (the runs have no saved config (.hydra/config.yaml) to find their test split)"
+    assert f"| `attention=general` | 1 | 15.00 ± n/a | 30.00 ± n/a | {no_test} | 1,234 | 10.0 | 1 |" in md
     assert "Common settings: `task=translation model=rnn_attn`" in md
     assert "`attention=general,model=rnn_attn,seed=1,task=translation`: no results.json" in md
     assert "![metric_by_variant](metric_by_variant.png)" in md
@@ -270,3 +271,90 @@ def test_cli_user_mistakes_exit_2_with_one_line(tmp_path: Path, make: Any, args:
     done = run_cli(tmp_path / "runs", *args)
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- significance, health, length
+
+
+def shipped_test_references(n: int) -> list[list[str]]:
+    from attnlab.config import TextDataConfig
+    from attnlab.data.text import load_corpus
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.merge(OmegaConf.structured(TextDataConfig), {"name": "tatoeba_deen", "max_eval_sentences": n})
+    return load_corpus(data).test.references
+
+
+def scored_translation_run(root: Path, attention: str, seed: int, hyps: list[str], health: dict[str, float]) -> Path:
+    """A translation run with hypotheses.txt on the first 30 shipped test sentences."""
+    overrides = ["task=translation", f"attention={attention}", f"seed={seed}"]
+    config = translation_config(attention, seed)
+    config["data"] = {"name": "tatoeba_deen", "max_eval_sentences": 30}
+    results = {"task": "translation", "model": "rnn_attn", "attention": attention, "seed": seed, "bleu": 1.0,
+               "chrf": 1.0, "attention_health": health,
+               "bleu_by_length": {"1-4": {"sentences": 12, "bleu": 40.0 + seed}, "5-6": {"sentences": 18, "bleu": 20.0}}}
+    folder = make_run(root / f"{attention}-{seed}", overrides, results, config=config)
+    (folder / "hypotheses.txt").write_text("".join(h + "\n" for h in hyps))
+    return folder
+
+
+def test_report_marks_significance_health_and_length_buckets(tmp_path: Path) -> None:
+    refs = shipped_test_references(30)
+    healthy = {"entropy": 1.2, "entropy_norm": 0.5, "max_weight": 0.55, "eos_share": 0.05, "eos_weight": 0.08}
+    sink = {"entropy": 0.01, "entropy_norm": 0.01, "max_weight": 0.99, "eos_share": 0.93, "eos_weight": 0.95}
+    for seed in range(3):
+        # "good" repeats a reference (seed 2 garbles one sentence); "sink" outputs one word
+        good = [r[0] for r in refs]
+        good[seed] = "no" if seed == 2 else good[seed]
+        scored_translation_run(tmp_path, "additive", seed, good, healthy)
+        scored_translation_run(tmp_path, "dot", seed, ["The"] * 30, sink)
+    for run in tmp_path.iterdir():  # the real scores, as the run would have written them
+        results = json.loads((run / "results.json").read_text())
+        from attnlab.metrics import corpus_scores
+
+        hyps = (run / "hypotheses.txt").read_text().splitlines()
+        results.update(corpus_scores(hyps, refs).as_dict())
+        (run / "results.json").write_text(json.dumps(results))
+
+    report.write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    additive = next(line for line in md.splitlines() if line.startswith("| `attention=additive`"))
+    dot = next(line for line in md.splitlines() if line.startswith("| `attention=dot`"))
+    assert "| best |" in additive and "0.50 / 0.55 / 5% |" in additive and "COLLAPSED" not in additive
+    assert ", 3 seeds: significant |" in dot and "p=0.00" in dot and "0.01 / 0.99 / 93% COLLAPSED |" in dot
+    assert "| variant | 1-4 words (12) | 5-6 words (18) |" in md
+    assert "| `attention=additive` | 41.00 ± 1.00 | 20.00 ± 0.00 |" in md
+
+    with (tmp_path / "report.csv").open() as f:
+        table = {r["variant"]: r for r in csv.DictReader(f)}
+    assert table["attention=dot"]["vs_best"] == "significant" and float(table["attention=dot"]["vs_best_delta"]) < -50
+    assert table["attention=dot"]["attention_collapsed"] == "True"
+    assert table["attention=additive"]["vs_best"] == "best" and float(table["attention=additive"]["bleu_len_1-4"]) == 41.0
+
+
+def vision_run(root: Path, pool: str, seed: int, correct: list[bool]) -> Path:
+    overrides = ["task=vision", f"model.pool={pool}", f"seed={seed}"]
+    config = {"task": {"name": "vision"}, "model": {"name": "vit", "pool": pool}, "seed": seed}
+    accuracy = sum(correct) / len(correct)
+    results = {"task": "vision", "model": "vit", "seed": seed, "accuracy": accuracy}
+    folder = make_run(root / f"{pool}-{seed}", overrides, results, config=config)
+    lines = ["index,label,predicted,probability"]
+    lines += [f"{i},{i % 10},{i % 10 if ok else (i + 1) % 10},0.9" for i, ok in enumerate(correct)]
+    (folder / "test_predictions.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_accuracy_differences_are_tested_per_image_and_one_seed_is_never_enough(tmp_path: Path) -> None:
+    n = 200
+    for seed in range(2):  # two seeds only
+        vision_run(tmp_path, "mean", seed, [i % 10 != 0 for i in range(n)])  # 90 %
+        vision_run(tmp_path, "cls", seed, [i % 5 != 0 for i in range(n)])  # 80 %, wrong where mean is too
+    rows = report.summarize(report.load_runs(tmp_path))
+    tests = report.compare_to_best(rows)
+    test = tests[("vision", "model.pool=cls")]
+    assert test.delta == pytest.approx(-0.1) and test.p_value < 0.01 and test.pairs == 2
+    assert report.significance.verdict(test) == "too few seeds"
+    assert "-0.1000, p=0.001, 2 seeds: too few seeds" in report.comparison_text(test, fraction=True)
+    (tmp_path / "cls-1" / "test_predictions.csv").unlink()
+    tests = report.compare_to_best(report.summarize(report.load_runs(tmp_path)))
+    assert "test_predictions.csv missing" in tests[("vision", "model.pool=cls")]

@@ -40,7 +40,7 @@ from attnlab.data.symbols import SymbolTokenizer, tokenizer_from_bytes
 from attnlab.data.tokenizer import Tokenizer, train_tokenizer
 from attnlab.decode import Hypothesis, translate_batch
 from attnlab.errors import UserError
-from attnlab.metrics import corpus_scores
+from attnlab.metrics import bleu_by_length, corpus_scores
 from attnlab.models import build_model
 from attnlab.models.seq2seq import Seq2Seq
 from attnlab.runlog import base_results, peak_rss_mb, prepare_run, write_json
@@ -337,10 +337,11 @@ def test_results(
     cfg: DictConfig, model: Seq2Seq, toks: Tokenizers, test: Split, device: torch.device, run_dir: Path,
     valid: Split | None = None,
 ) -> dict[str, Any]:
-    """Score the test split; write hypotheses.txt and the heatmaps. Returns the results fields.
-    A split with gold alignments (the attention gym) also gets :func:`attnlab.tasks.gym.gym_results`
-    (``valid``, if given, chooses the best head)."""
+    """Score the test split (also BLEU by source length); write hypotheses.txt and the heatmaps.
+    Returns the results fields. A split with gold alignments (the attention gym) also gets
+    :func:`attnlab.tasks.gym.gym_results` (``valid``, if given, chooses the best head)."""
     scores, hyps = score_split(model, toks, test, cfg.decode, device)
+    scores["bleu_by_length"] = bleu_by_length(test.sources, hyps, test.references)
     if test.alignments is not None:
         from attnlab.tasks.gym import gym_results
 

@@ -1,0 +1,201 @@
+"""Is a difference between two variants more than chance? Paired bootstrap resampling over test items.
+
+The test of Koehn (2004) as sacreBLEU implements it (``sacrebleu --paired-bs``): draw the test
+items (sentences, images) with replacement ``n_samples`` times, score both systems on each
+draw, and ask how often the difference of the draws, centred on its mean, is at least as large
+as the difference actually observed (the p-value, with sacreBLEU's +1 correction). Corpus
+metrics (BLEU, chrF) are recomputed from per-sentence sufficient statistics, so a draw costs one
+matrix product, not a re-scoring.
+
+Several seeds: a variant's runs are *paired* with the other variant's runs by seed (seed s with
+seed s; runs without a partner are left out), every pair is scored on the *same* draws of test
+items, and the statistic is the mean over pairs of ``score(A_s) - score(B_s)``: the difference
+of the two variants' seed means, resampled over the test items the runs share. This accounts
+for the variance of the test set, not for that between seeds; the seed spread is reported
+beside it (mean +- std) and :func:`verdict` asks, besides p < alpha, that at least
+``min_seeds`` pairs exist and that every pair differs in the same direction.
+
+With one pair and the default settings the p-value equals ``sacrebleu``'s ``PairedTest(...,
+test_type="bs")`` for the same pair (tested): :func:`paired_bootstrap_reference` is that slow path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+# sacreBLEU's defaults: 1000 resamples, seed 12345 (SACREBLEU_SEED)
+N_SAMPLES = 1000
+SEED = 12345
+ALPHA = 0.05
+MIN_SEEDS = 3
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]  # (draws, k) summed statistics -> (draws,) scores
+
+
+@dataclass
+class Comparison:
+    """A against B: the mean difference over paired seeds, its p-value, and each pair's difference."""
+
+    delta: float  # mean over pairs of score(A_s) - score(B_s)
+    p_value: float
+    pair_deltas: list[float]
+    n_items: int  # test items resampled
+
+    @property
+    def pairs(self) -> int:
+        return len(self.pair_deltas)
+
+    @property
+    def same_sign(self) -> bool:
+        """Every pair differs in the direction of the mean difference (and none is zero)."""
+        return all(np.sign(d) == np.sign(self.delta) != 0 for d in self.pair_deltas)
+
+
+def verdict(c: Comparison, alpha: float = ALPHA, min_seeds: int = MIN_SEEDS) -> str:
+    """``"significant"``, or why not: ``"n.s."`` (p >= alpha), ``"seeds disagree"``,
+    ``"too few seeds"`` (p < alpha with fewer than ``min_seeds`` pairs)."""
+    if c.p_value >= alpha:
+        return "n.s."
+    if not c.same_sign:
+        return "seeds disagree"
+    if c.pairs < min_seeds:
+        return "too few seeds"
+    return "significant"
+
+
+def resample_counts(n_items: int, n_samples: int = N_SAMPLES, seed: int = SEED) -> np.ndarray:
+    """(n_samples, n_items): how often each item is drawn in each resample; the draws are
+    sacreBLEU's (``default_rng(seed).choice(n, size=(n_samples, n))``)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(n_items, size=(n_samples, n_items), replace=True)
+    counts = np.zeros((n_samples, n_items), dtype=np.float64)
+    np.add.at(counts, (np.arange(n_samples)[:, None], idx), 1.0)
+    return counts
+
+
+def p_value(sample_deltas: np.ndarray, observed: float) -> float:
+    """sacreBLEU's paired-bootstrap p-value: the share of centred |differences| above |observed|.
+    No observed difference is no evidence (p = 1; sacreBLEU's formula would give 1 / (n + 1))."""
+    if observed == 0:
+        return 1.0
+    spread = np.abs(sample_deltas)
+    centred = spread - spread.mean()
+    return float((np.sum(centred > abs(observed)) + 1) / (len(centred) + 1))
+
+
+def paired_bootstrap(
+    stats_a: Sequence[np.ndarray],
+    stats_b: Sequence[np.ndarray],
+    score: ScoreFn,
+    n_samples: int = N_SAMPLES,
+    seed: int = SEED,
+) -> Comparison:
+    """Paired bootstrap of seed-paired runs: ``stats_a[s]`` and ``stats_b[s]`` are (items, k)
+    per-item sufficient statistics of pair s on the same test items; ``score`` maps summed
+    statistics (draws, k) to scores (draws,)."""
+    if not stats_a or len(stats_a) != len(stats_b):
+        raise ValueError(f"need the same positive number of runs on both sides, got {len(stats_a)} and {len(stats_b)}")
+    n_items = len(stats_a[0])
+    if any(len(s) != n_items for s in [*stats_a, *stats_b]):
+        raise ValueError("every run of a comparison must be scored on the same test items")
+    counts = resample_counts(n_items, n_samples, seed)
+    pair_deltas, samples = [], np.zeros(n_samples)
+    for a, b in zip(stats_a, stats_b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        full = score(np.stack([a.sum(0), b.sum(0)]))  # (2,)
+        pair_deltas.append(float(full[0] - full[1]))
+        samples += score(counts @ a) - score(counts @ b)  # (n_samples,)
+    delta = float(np.mean(pair_deltas))
+    return Comparison(delta, p_value(samples / len(stats_a), delta), pair_deltas, n_items)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def accuracy_stats(correct: Sequence[bool]) -> np.ndarray:
+    """(items, 1): 1 where the prediction is right."""
+    return np.asarray(correct, dtype=np.float64).reshape(-1, 1)
+
+
+def accuracy_score(summed: np.ndarray, n_items: int) -> np.ndarray:
+    return summed[:, 0] / n_items
+
+
+def translation_metric(name: str):
+    """A fresh sacreBLEU metric object (``bleu`` or ``chrf``) with attnlab's settings
+    (:mod:`attnlab.metrics`)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    metrics = {"bleu": BLEU, "chrf": CHRF}
+    if name not in metrics:
+        raise ValueError(f"no paired test for metric {name}; valid: {', '.join(metrics)}, accuracy")
+    return metrics[name]()
+
+
+def translation_stats(metric, hypotheses: Sequence[str], reference_streams: list[list[str | None]]) -> np.ndarray:
+    """(sentences, k): sacreBLEU's per-sentence sufficient statistics (n-gram matches, lengths)."""
+    return np.asarray(metric._extract_corpus_statistics(list(hypotheses), reference_streams), dtype=np.float64)
+
+
+def translation_score(metric) -> ScoreFn:
+    """Summed sufficient statistics -> corpus scores, one per row."""
+    return lambda summed: np.array([metric._compute_score_from_stats(list(row)).score for row in summed])
+
+
+def compare_translations(
+    hyps_a: Sequence[Sequence[str]],
+    hyps_b: Sequence[Sequence[str]],
+    references: list[list[str | None]],
+    metric_name: str = "bleu",
+    n_samples: int = N_SAMPLES,
+    seed: int = SEED,
+) -> Comparison:
+    """Seed-paired translations (``hyps_a[s]``, ``hyps_b[s]``) of one test set against its
+    reference streams (:func:`attnlab.metrics.reference_streams`)."""
+    metric = translation_metric(metric_name)
+    stats_a = [translation_stats(metric, h, references) for h in hyps_a]
+    stats_b = [translation_stats(metric, h, references) for h in hyps_b]
+    return paired_bootstrap(stats_a, stats_b, translation_score(metric), n_samples, seed)
+
+
+def compare_accuracy(
+    correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Sequence[bool]], n_samples: int = N_SAMPLES, seed: int = SEED
+) -> Comparison:
+    """Seed-paired per-image correctness of two variants on one test set."""
+    stats_a, stats_b = [accuracy_stats(c) for c in correct_a], [accuracy_stats(c) for c in correct_b]
+    n = len(stats_a[0]) if stats_a else 0
+    return paired_bootstrap(stats_a, stats_b, lambda s: accuracy_score(s, n), n_samples, seed)
+
+
+def paired_bootstrap_reference(
+    hyps_a: Sequence[str], hyps_b: Sequence[str], references: list[list[str | None]], metric_name: str = "bleu",
+    n_samples: int = N_SAMPLES, seed: int = SEED,
+) -> float:
+    """The slow path: sacreBLEU's own PairedTest (B as the baseline) on one pair; its p-value."""
+    import os
+
+    from sacrebleu.significance import PairedTest
+
+    old = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(seed)  # read when PairedTest is built
+    try:
+        test = PairedTest([("baseline", list(hyps_b)), ("system", list(hyps_a))],
+                          {metric_name: translation_metric(metric_name)},
+                          references=references, test_type="bs", n_samples=n_samples)
+        _, results = test()
+    finally:
+        if old is None:
+            os.environ.pop("SACREBLEU_SEED", None)
+        else:
+            os.environ["SACREBLEU_SEED"] = old
+    (name,) = [k for k in results if k != "System"]
+    return float(results[name][1].p_value)
+
+
+__all__ = [
+    "ALPHA", "MIN_SEEDS", "N_SAMPLES", "SEED", "Comparison", "compare_accuracy", "compare_translations",
+    "paired_bootstrap", "paired_bootstrap_reference", "p_value", "resample_counts", "verdict",
+]

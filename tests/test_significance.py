@@ -1,0 +1,84 @@
+"""attnlab.significance: the paired bootstrap equals sacreBLEU's on one pair, and its verdicts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from attnlab import significance as sig
+from attnlab.metrics import reference_streams
+
+WORDS = "the a cat dog sat ran on mat house tree big small red green old new".split()
+
+
+def corpus(n: int, seed: int) -> list[list[str]]:
+    """n sentences with one or two references each (variable reference counts, as Tatoeba)."""
+    rng = random.Random(seed)
+    return [[" ".join(rng.choices(WORDS, k=rng.randint(3, 8))) for _ in range(rng.randint(1, 2))] for _ in range(n)]
+
+
+def noisy(refs: list[list[str]], rate: float, seed: int) -> list[str]:
+    """The first reference of each sentence with ``rate`` of its words replaced at random."""
+    rng = random.Random(seed)
+    return [" ".join(w if rng.random() > rate else rng.choice(WORDS) for w in r[0].split()) for r in refs]
+
+
+@pytest.mark.parametrize("metric", ["bleu", "chrf"])
+def test_one_pair_gives_sacrebleus_paired_bootstrap_p_value(metric: str) -> None:
+    refs = corpus(150, 0)
+    streams = reference_streams(refs)
+    a, b = noisy(refs, 0.30, 1), noisy(refs, 0.31, 2)  # close: a p-value well inside (0, 1)
+    fast = sig.compare_translations([a], [b], streams, metric, n_samples=300)
+    slow = sig.paired_bootstrap_reference(a, b, streams, metric, n_samples=300)
+    assert 0.01 < slow < 0.99
+    assert fast.p_value == pytest.approx(slow)
+
+
+def test_resample_counts_draw_every_item_n_times_per_resample() -> None:
+    counts = sig.resample_counts(50, n_samples=20, seed=3)
+    assert counts.shape == (20, 50) and np.all(counts.sum(1) == 50)
+    assert not np.array_equal(counts[0], counts[1])
+    assert np.array_equal(counts, sig.resample_counts(50, n_samples=20, seed=3))
+
+
+def test_a_clearly_better_variant_is_significant_over_three_seeds_and_a_copy_is_not() -> None:
+    refs = corpus(200, 1)
+    streams = reference_streams(refs)
+    good = [noisy(refs, 0.1, s) for s in range(3)]
+    bad = [noisy(refs, 0.5, 10 + s) for s in range(3)]
+    better = sig.compare_translations(good, bad, streams, "bleu", n_samples=200)
+    assert better.delta > 10 and better.pairs == 3 and better.p_value < 0.01
+    assert better.delta == pytest.approx(np.mean(better.pair_deltas))
+    assert sig.verdict(better) == "significant"
+    same = sig.compare_translations(good, good, streams, "bleu", n_samples=200)
+    assert same.delta == 0 and same.p_value > 0.5 and sig.verdict(same) == "n.s."
+
+
+def test_verdict_needs_three_seed_pairs_all_pointing_the_same_way() -> None:
+    assert sig.verdict(sig.Comparison(2.0, 0.01, [2.0], 100)) == "too few seeds"
+    assert sig.verdict(sig.Comparison(2.0, 0.01, [3.0, 3.5, -0.5], 100)) == "seeds disagree"
+    assert sig.verdict(sig.Comparison(2.0, 0.01, [1.0, 2.0, 3.0], 100)) == "significant"
+    assert sig.verdict(sig.Comparison(2.0, 0.2, [1.0, 2.0, 3.0], 100)) == "n.s."
+
+
+def test_accuracy_bootstrap_of_per_image_correctness() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.random(400)
+    a = [truth > 0.05 for _ in range(3)]  # ~95 % right
+    b = [truth > 0.25 for _ in range(3)]  # ~75 % right, wrong on a superset of a's mistakes
+    c = sig.compare_accuracy(a, b, n_samples=300)
+    assert c.delta == pytest.approx(np.mean(a[0]) - np.mean(b[0]))
+    assert c.p_value < 0.01 and sig.verdict(c) == "significant"
+    # one image of difference in 400 is no evidence
+    b1 = [x.copy() for x in a]
+    b1[0][np.flatnonzero(b1[0])[0]] = False
+    assert sig.verdict(sig.compare_accuracy(a, b1, n_samples=300)) == "n.s."
+
+
+def test_runs_on_different_test_items_are_refused() -> None:
+    with pytest.raises(ValueError, match="same test items"):
+        sig.compare_accuracy([[True, False]], [[True, False, True]])
+    with pytest.raises(ValueError, match="same positive number"):
+        sig.compare_accuracy([[True]], [])
