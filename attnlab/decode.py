@@ -29,12 +29,15 @@ from attnlab.models.seq2seq import Seq2Seq
 
 @dataclass
 class Hypothesis:
-    """One translation: token ids (without bos/eos), its log-probability, and the attention
-    weights (len(tokens) + 1, S) of each output step (eos included) over the source, if asked."""
+    """One translation: token ids (without bos/eos), its log-probability, the attention weights
+    (len(tokens) + 1, S) of each output step (eos included) over the source, if asked, and the
+    beam's length-normalised score (log_prob / lp, the quantity beam search ranks by; greedy
+    search leaves it None)."""
 
     tokens: list[int]
     log_prob: float
     attention: Tensor | None = None
+    score: float | None = None
 
 
 def max_lengths(src_lengths: Tensor, a: float, b: int) -> Tensor:
@@ -104,7 +107,18 @@ def beam_search(
     model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False
 ) -> list[Hypothesis]:
     """Beam search with GNMT length normalisation; see the module docstring."""
+    return [hyps[0] for hyps in beam_search_n_best(model, src, src_lengths, cfg, 1, need_weights)]
+
+
+@torch.no_grad()
+def beam_search_n_best(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, n_best: int, need_weights: bool = False
+) -> list[list[Hypothesis]]:
+    """Beam search returning, per sentence, its ``n_best`` final hypotheses (``n_best`` <=
+    ``beam_size``), best first by the normalised score."""
     B, K, dev = src.shape[0], cfg.beam_size, src.device
+    if not 1 <= n_best <= K:
+        raise ValueError(f"n_best={n_best} must be between 1 and the beam size {K}")
     flat = torch.arange(B, device=dev).repeat_interleave(K)  # (B*K,): sentence of each row
     memory = model.encode(src, src_lengths).select(flat)
     state = model.init_state(memory)
@@ -144,13 +158,18 @@ def beam_search(
         state = model.reorder(state, rows)
         if bool(finished.all()):
             break
-    # topk sorts each beam, so hypothesis 0 has the best normalised score
-    best = torch.arange(B, device=dev) * K  # (B,)
-    return [
-        _hypothesis(history[r], float(scores.view(-1)[r]),
-                    attn_history[r] if attn_history is not None else None, src_lengths[b], model)
-        for b, r in enumerate(best.tolist())
-    ]
+    # topk sorts each beam, so hypotheses 0..n_best-1 of a beam are its best, in order
+    normed = scores.view(-1) / length_penalty(lengths, cfg.length_penalty)  # (B*K,)
+    out = []
+    for b in range(B):
+        hyps = []
+        for r in range(b * K, b * K + n_best):
+            hyp = _hypothesis(history[r], float(scores.view(-1)[r]),
+                              attn_history[r] if attn_history is not None else None, src_lengths[b], model)
+            hyp.score = float(normed[r])
+            hyps.append(hyp)
+        out.append(hyps)
+    return out
 
 
 def translate_batch(

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from attnlab.config import AttentionConfig, DecodeConfig, RNNAttnConfig
-from attnlab.decode import beam_search, greedy_search, length_penalty, max_lengths, translate_batch
+from attnlab.decode import beam_search, beam_search_n_best, greedy_search, length_penalty, max_lengths, translate_batch
 from attnlab.models.rnn_attn import RNNAttention
 from attnlab.models.seq2seq import Memory, Seq2Seq
 from attnlab.models.transformer import Transformer
@@ -196,3 +196,32 @@ def test_search_never_emits_pad_or_bos_and_a_cut_hypothesis_pays_for_eos():
     beam = beam_search(model, src, lengths, beam_cfg)[0]
     # with eos paying its cost, stopping at once (0.01) beats three 3s and an eos (0.24^3 * 0.01)
     assert list(beam.tokens) == [] and beam.log_prob == pytest.approx(math.log(0.01), rel=1e-4)
+
+
+def test_n_best_lists_the_beams_distinct_hypotheses_best_first():
+    model = toy_beats_greedy()
+    src, lengths = src_batch([4])
+    cfg = DecodeConfig(beam_size=3, length_penalty=0.0)
+    hyps = beam_search_n_best(model, src, lengths, cfg, n_best=3)[0]
+    assert [h.tokens for h in hyps][:2] == [[4], [3, 5]]  # p 0.4, then 0.6 * (0.4 - 1e-6) * 1.0
+    assert hyps[1].log_prob == pytest.approx(math.log(0.6 * 0.4), abs=1e-4)
+    assert len({tuple(h.tokens) for h in hyps}) == 3
+    assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    assert hyps[0].tokens == beam_search(model, src, lengths, cfg)[0].tokens
+
+
+@pytest.mark.parametrize("model", [random_rnn(), random_transformer(), CountingModel()])
+def test_n_best_scores_are_length_normalised_and_the_first_is_the_beam_result(model):
+    src, lengths = src_batch([5, 3, 7])
+    cfg = DecodeConfig(beam_size=4, length_penalty=1.0)
+    n_best = beam_search_n_best(model, src, lengths, cfg, n_best=4, need_weights=True)
+    best = beam_search(model, src, lengths, cfg)
+    for hyps, one in zip(n_best, best):
+        assert hyps[0].tokens == one.tokens
+        for h in hyps:
+            lp = float(length_penalty(torch.tensor(len(h.tokens) + 1), 1.0))
+            assert h.score == pytest.approx(h.log_prob / lp, abs=1e-4)
+            assert h.attention.shape[0] == len(h.tokens) + 1
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    with pytest.raises(ValueError, match="n_best=5"):
+        beam_search_n_best(model, src, lengths, cfg, n_best=5)
