@@ -13,6 +13,8 @@ from attnlab.errors import UserError
 
 # task name -> module with `run(cfg, run_dir) -> dict` (imported lazily: vision needs no sentencepiece)
 TASK_MODULES = {"translation": "attnlab.tasks.translation", "vision": "attnlab.tasks.vision"}
+# modes that work for every task (the checkpoint says which): mode -> module with `run(cfg, run_dir)`
+MODE_MODULES = {"explore": "attnlab.explore.modes", "serve": "attnlab.explore.modes"}
 # models that accept attention=none (an encoder-decoder without attention is still a model)
 ATTENTION_OPTIONAL = {"rnn_attn"}
 # sizes that must be positive, wherever they appear (model.*, trainer.*, data.*, decode.*)
@@ -85,6 +87,11 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError("mode=predict is for task=vision; use mode=translate for task=translation")
     if cfg.mode == "predict" and not cfg.input:
         raise UserError("mode=predict needs input=IMAGE_OR_DIR")
+    if cfg.mode == "explore" and not cfg.input:
+        raise UserError('mode=explore needs input=...: a sentence (input="Ich habe Hunger."), a text file, '
+                        "or for a vision checkpoint an image or a folder of images")
+    if cfg.compare and cfg.mode not in ("explore", "serve"):
+        raise UserError(f"compare= is for mode=explore and mode=serve, not mode={cfg.mode}")
 
 
 def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -110,8 +117,8 @@ def run_task(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_config(cfg)
     if str(cfg.mode) == "export":  # the same for every task
         return export(cfg, run_dir)
-    task = importlib.import_module(TASK_MODULES[cfg.task.name])
-    return task.run(cfg, run_dir)
+    module = MODE_MODULES.get(str(cfg.mode)) or TASK_MODULES[cfg.task.name]
+    return importlib.import_module(module).run(cfg, run_dir)
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

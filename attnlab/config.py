@@ -33,6 +33,8 @@ class Mode(Choice):
     translate = "translate"
     predict = "predict"
     export = "export"  # checkpoint=PATH -> a folder of safetensors weights, config, tokenizer
+    explore = "explore"  # write an interactive attention page (explore.html) for input=...
+    serve = "serve"  # the same page served locally: type a sentence or upload an image
 
 
 class Device(Choice):
@@ -242,6 +244,22 @@ class VizConfig:
 
 
 @dataclass
+class ExploreConfig:
+    n_best: int = 3  # translation: hypotheses shown per sentence (at most decode.beam_size)
+    max_inputs: int = 50  # sentences or images per page (keeps the page small)
+    image_size: Optional[list[int]] = None  # vision: resize inputs to [H, W] ([S]); None = the training size
+    decimals: int = 4  # attention weights are rounded to this many decimals in the page
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback only by default: the page runs a model for anyone who reaches it
+    port: int = 8000
+    max_upload_mb: float = 5.0  # larger uploads are refused with 413
+    max_tokens: int = 256  # longest source sentence (subwords); the model's own max_len caps it too
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: Any = MISSING
@@ -250,6 +268,8 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     viz: VizConfig = field(default_factory=VizConfig)
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     seed: int = 0
     device: Device = Device.auto
     mode: Mode = Mode.train
@@ -257,6 +277,7 @@ class Config:
     checkpoint: Optional[str] = None  # checkpoint modes: a .pt file, or a folder of mode=export
     input: Optional[str] = None  # mode=translate: a text file (default stdin); predict: image or dir
     output: Optional[str] = None  # mode=translate: write translations here (default stdout)
+    compare: Optional[str] = None  # mode=explore/serve: a second checkpoint shown beside the first
 
 
 def run_dirname(overrides: str, limit: int = 120) -> str:
