@@ -193,7 +193,26 @@ def attention_pictures(
         for y, p in zip(labels, probs)
     ]
     paths = save_attention_pictures(run_dir / "attention", model, batch, sizes, titles)
+    paths.append(save_weights(run_dir / "attention" / "attention.npz", model, batch, sizes, labels, probs, classes))
     return [str(p.relative_to(run_dir)) for p in paths]
+
+
+@torch.no_grad()
+def save_weights(
+    path: Path, model: nn.Module, images: Tensor, sizes: Tensor, labels: Tensor, probs: Tensor, classes: Sequence[str]
+) -> Path:
+    """The raw attention of the example images as ``.npz`` (``numpy.load`` reads it without
+    pickle): ``weights`` (images, layers, heads, T, T) with T = [1 +] N tokens (CLS first when
+    ``has_cls``; N patches row-major over ``grid``), ``images`` (B, C, H, W) zero-padded with
+    their ``sizes`` (B, 2), ``labels``, ``probs`` (B, classes), ``classes``, ``patch_size``."""
+    weights = torch.stack(model.attention_weights(images, sizes), dim=1)  # L x (B, H, T, T) -> (B, L, H, T, T)
+    layout = model.layout(images, sizes)
+    np.savez_compressed(
+        path, weights=weights.float().cpu().numpy(), images=images.float().cpu().numpy(), sizes=sizes.cpu().numpy(),
+        labels=labels.cpu().numpy(), probs=probs.numpy(), classes=np.array([str(c) for c in classes]),
+        grid=np.array(layout.grid), patch_size=np.array(model.patch_size), has_cls=np.array(model.has_cls),
+    )
+    return path
 
 
 # ----------------------------------------------------------------------------- checkpoints
