@@ -44,3 +44,38 @@ def one_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+# Tiny trained runs of the three models (a few steps each, one thread), shared by the explorer,
+# server and inference tests: {"rnn_attn" | "transformer" | "vit": run folder}.
+TINY_TRANSLATION = [
+    "data.max_train_pairs=200", "data.max_eval_sentences=3", "data.vocab_size=300", "trainer.epochs=1",
+    "trainer.max_tokens=1500", "trainer.warmup_steps=0", "trainer.num_threads=1", "trainer.progress=false",
+    "decode.beam_size=3", "decode.valid_sentences=3", "decode.max_len_a=1.0", "decode.max_len_b=3",
+    "viz.num_examples=2",
+]
+TINY_RUNS = {
+    "rnn_attn": [*TINY_TRANSLATION, "model.emb_dim=16", "model.hidden_dim=32", "model.attn_dim=16"],
+    "transformer": [*TINY_TRANSLATION, "model=transformer", "model.d_model=32", "model.heads=2", "model.enc_layers=1",
+                    "model.dec_layers=2", "model.d_ff=64"],
+    "vit": ["task=vision", "model.dim=32", "model.depth=2", "model.heads=2", "model.patch_size=2", "model.pool=cls",
+            "trainer.epochs=1", "trainer.batch_size=64", "data.max_train=200", "data.augment.shift=0", "viz.num_examples=2",
+            "trainer.progress=false", "trainer.num_threads=1", "trainer.warmup_steps=0"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> dict[str, Path]:
+    """Train the three tiny runs once per session (about 20 s on one thread)."""
+    import torch
+
+    from attnlab.api import run
+
+    threads = torch.get_num_threads()
+    root = tmp_path_factory.mktemp("tiny_runs")
+    try:
+        for name, overrides in TINY_RUNS.items():
+            run(overrides, run_dir=root / name)
+    finally:
+        torch.set_num_threads(threads)
+    return {name: root / name for name in TINY_RUNS}
