@@ -52,7 +52,7 @@ TINY_TRANSLATION = [
     "data.max_train_pairs=200", "data.max_eval_sentences=3", "data.vocab_size=300", "trainer.epochs=1",
     "trainer.max_tokens=1500", "trainer.warmup_steps=0", "trainer.num_threads=1", "trainer.progress=false",
     "decode.beam_size=3", "decode.valid_sentences=3", "decode.max_len_a=1.0", "decode.max_len_b=3",
-    "viz.num_examples=2",
+    "viz.num_examples=1", "viz.layer_grids=0",  # one example (its npz has every layer), no slow grid picture
 ]
 TINY_RUNS = {
     "rnn_attn": [*TINY_TRANSLATION, "model.emb_dim=16", "model.hidden_dim=32", "model.attn_dim=16"],
@@ -79,3 +79,35 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
     finally:
         torch.set_num_threads(threads)
     return {name: root / name for name in TINY_RUNS}
+
+
+# Headless Chromium from the system packages (.ci/run installs it), driven by Playwright; browser
+# tests skip when either is missing. Never `playwright install`: no downloads from other sites.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def find_chromium() -> str | None:
+    import os
+
+    for candidate in (os.environ.get("ATTNLAB_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                      "/usr/bin/chromium", shutil.which("google-chrome")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless system Chromium (session-wide); each test opens its own pages."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no chromium found (apt-get install chromium, or set ATTNLAB_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

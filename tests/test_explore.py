@@ -131,7 +131,7 @@ def test_embedded_json_cannot_end_its_script_element():
 
 def test_training_runs_save_the_raw_attention_as_npz(tiny_runs):
     tr = attnlab.load(best(tiny_runs, "transformer"))
-    saved = np.load(tiny_runs["transformer"] / "attention" / "test_001.npz")  # no pickle needed
+    saved = np.load(tiny_runs["transformer"] / "attention" / "test_000.npz")  # no pickle needed
     T, S = len(saved["output_tokens"]), len(saved["source_tokens"])
     assert saved["attention"].shape == (T, S) and saved["cross"].shape == (2, 2, T, S)
     assert saved["encoder"].shape == (1, 2, S, S) and saved["decoder"].shape == (2, 2, T, T)
