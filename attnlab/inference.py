@@ -255,13 +255,14 @@ class Translator(Loaded):
 def teacher_forced_attention(model: torch.nn.Module, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> dict[str, np.ndarray]:
     """The attention of one (source, output) pair, as (layers, heads, rows, cols) arrays.
 
-    src (1, S) ending in eos, tgt_in (1, T) = bos + output. A model with ``attention_maps``
-    (the Transformer) gives every layer and head of its cross-, encoder and decoder attention;
-    otherwise (the RNN) its decoder is stepped over ``tgt_in`` and each step's alpha_t (1, S)
-    kept: one layer, one head of cross-attention. Raises UserError for a model without attention.
+    src (1, S) ending in eos, tgt_in (1, T) = bos + output. A model with ``attention_weights``
+    (the models' common protocol; ``attention_maps``, its older name) gives every layer and head
+    of its cross-, encoder and decoder attention; otherwise (the RNN) its decoder is stepped over
+    ``tgt_in`` and each step's alpha_t (1, S) kept: one layer, one head of cross-attention. Raises UserError for a model without attention.
     """
-    if hasattr(model, "attention_maps"):
-        maps = model.attention_maps(src, src_len, tgt_in)  # kind -> [(1, H, R, C)] per layer
+    protocol = getattr(model, "attention_weights", None) or getattr(model, "attention_maps", None)
+    if protocol is not None:
+        maps = protocol(src, src_len, tgt_in)  # kind -> [(1, H, R, C)] per layer
         return {kind: torch.stack([w[0] for w in layers]).float().cpu().numpy() for kind, layers in maps.items()}
     memory = model.encode(src, src_len)
     state = model.init_state(memory)
