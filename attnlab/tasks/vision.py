@@ -177,7 +177,8 @@ def classification_results(
 def attention_pictures(
     cfg: DictConfig, run_dir: Path, model: nn.Module, images: ImageSet, classes: Sequence[str], device: torch.device
 ) -> list[str]:
-    """The attention pictures of the first ``viz.num_examples`` images (paths, relative to run_dir)."""
+    """The attention pictures of the first ``viz.num_examples`` images (paths, relative to run_dir);
+    their raw weights go to ``attention/attention.npz`` (:func:`save_weights`)."""
     if not cfg.viz.enabled or len(images) == 0 or not distributed.is_main():
         return []
     from attnlab.viz.vision import save_attention_pictures  # matplotlib only when drawing
@@ -193,7 +194,7 @@ def attention_pictures(
         for y, p in zip(labels, probs)
     ]
     paths = save_attention_pictures(run_dir / "attention", model, batch, sizes, titles)
-    paths.append(save_weights(run_dir / "attention" / "attention.npz", model, batch, sizes, labels, probs, classes))
+    save_weights(run_dir / "attention" / "attention.npz", model, batch, sizes, labels, probs, classes)  # raw, beside them
     return [str(p.relative_to(run_dir)) for p in paths]
 
 
