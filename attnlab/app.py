@@ -21,7 +21,7 @@ ATTENTION_OPTIONAL = {"rnn_attn"}
 POSITIVE = {
     "emb_dim", "hidden_dim", "attn_dim", "enc_layers", "dec_layers", "d_model", "heads", "d_ff",
     "patch_size", "dim", "depth", "mlp_ratio", "max_len", "epochs", "batch_size", "lr",
-    "vocab_size", "beam_size", "num_examples", "accum_steps",
+    "vocab_size", "beam_size", "num_examples", "accum_steps", "temperature", "n_best",
 }
 NON_NEGATIVE = {"validate_every_steps", "average_last", "top_k"}
 RATES = {"dropout", "attn_dropout", "drop_path", "label_smoothing", "valid_fraction"}  # in [0, 1)
@@ -78,6 +78,12 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(
             "model.share_embeddings=true needs one vocabulary for both languages, but data.shared_vocab=false "
             "trains one per language; set data.shared_vocab=true or model.share_embeddings=false"
+        )
+    if not 0 < cfg.decode.top_p <= 1:
+        raise UserError(f"decode.top_p={cfg.decode.top_p} must be in (0, 1] (1 = no nucleus cut)")
+    if cfg.decode.n_best > 1 and not cfg.decode.sampling and cfg.decode.n_best > cfg.decode.beam_size:
+        raise UserError(
+            f"decode.n_best={cfg.decode.n_best} needs decode.beam_size >= {cfg.decode.n_best}, or decode.sampling=true"
         )
     if cfg.mode != "train" and not cfg.checkpoint and not cfg.resume:
         raise UserError(f"mode={cfg.mode} needs checkpoint=PATH (a checkpoints/best.pt of a training run)")

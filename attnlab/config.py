@@ -234,6 +234,12 @@ class DecodeConfig:
     max_len_b: int = 10
     batch_size: int = 128
     valid_sentences: int = 500  # validation BLEU (greedy) on the first N valid sources; 0 = all
+    sampling: bool = False  # draw translations from the model instead of searching (temperature, top_k, top_p)
+    temperature: float = 1.0  # sampling: < 1 sharpens the distribution, > 1 flattens it
+    top_k: int = 0  # sampling: only the k most probable tokens; 0 = all
+    top_p: float = 1.0  # sampling: only the most probable tokens that make up this much probability (nucleus)
+    sample_seed: int = 0  # sampling: same seed, same inputs and batch size -> same samples
+    n_best: int = 1  # mode=translate: this many translations per input (samples, or the beam's best)
 
 
 @dataclass

@@ -13,6 +13,12 @@ so finished and unfinished hypotheses compete on one normalised score,
 
 with |Y| counting the tokens including eos and alpha = ``length_penalty`` (0 = raw log-probability).
 The search stops when every hypothesis of every sentence is finished.
+
+Sampling (``decode.sampling=true``, :func:`sample_n`) draws each token from the model's
+distribution sharpened or flattened by a temperature and cut to the ``top_k`` most probable
+tokens (Fan et al. 2018) and to the smallest set whose probability reaches ``top_p`` (nucleus
+sampling, Holtzman et al. 2020). Draws come from a generator seeded with ``decode.sample_seed``:
+the same inputs, batch size and seed give the same samples.
 """
 
 from __future__ import annotations
@@ -173,8 +179,85 @@ def beam_search_n_best(
 
 
 def translate_batch(
-    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False,
+    generator: torch.Generator | None = None,
 ) -> list[Hypothesis]:
-    """Greedy search when ``cfg.beam_size == 1``, beam search otherwise."""
+    """One sample per sentence with ``cfg.sampling`` (drawn from ``generator``), else greedy search
+    when ``cfg.beam_size == 1`` and beam search otherwise."""
+    if cfg.sampling:
+        return [hyps[0] for hyps in sample_n(model, src, src_lengths, cfg, 1, generator, need_weights)]
     search = greedy_search if cfg.beam_size <= 1 else beam_search
     return search(model, src, src_lengths, cfg, need_weights)
+
+
+def sampling_generator(cfg: DecodeConfig, device: torch.device | str) -> torch.Generator | None:
+    """The generator of ``cfg.sampling`` (seeded with ``cfg.sample_seed``), None without sampling."""
+    if not cfg.sampling:
+        return None
+    return torch.Generator(device=device).manual_seed(int(cfg.sample_seed))
+
+
+def filter_logits(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """Logits (N, V) divided by ``temperature``, with -inf outside the ``top_k`` most probable
+    tokens (0 = no cut) and outside the smallest set whose probability reaches ``top_p`` (1 = no cut;
+    the most probable token is always kept)."""
+    logits = logits / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)  # (N, V)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # probability of the tokens ranked above each one
+        drop = before >= top_p  # the first token has before = 0 and is kept
+        logits = logits.masked_fill(drop.scatter(1, order, drop), -math.inf)
+    return logits
+
+
+@torch.no_grad()
+def sample_n(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, n: int,
+    generator: torch.Generator | None, need_weights: bool = False,
+) -> list[list[Hypothesis]]:
+    """``n`` samples per sentence of src (B, S), see the module docstring; each hypothesis's
+    ``log_prob`` is its log-probability under the model (before temperature and cuts)."""
+    B, dev = src.shape[0], src.device
+    rows = torch.arange(B, device=dev).repeat_interleave(n)  # (B*n,): sentence of each row
+    memory = model.encode(src, src_lengths).select(rows)
+    state = model.init_state(memory)
+    lengths = src_lengths.to(dev).index_select(0, rows)
+    limit = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b).to(dev)  # (B*n,)
+    tokens = torch.full((B * n,), model.bos_id, dtype=torch.long, device=dev)
+    done = torch.zeros(B * n, dtype=torch.bool, device=dev)
+    score = torch.zeros(B * n, device=dev)
+    out: list[Tensor] = []
+    weights: list[Tensor] = []
+    for t in range(int(limit.max()) + 1):
+        logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B*n, V)
+        logp = _allowed(logp, limit <= t, model)
+        probs = filter_logits(logp, cfg.temperature, cfg.top_k, cfg.top_p).softmax(-1)  # (B*n, V)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B*n,)
+        score += torch.where(done, 0.0, logp.gather(1, tokens.unsqueeze(1)).squeeze(1))
+        tokens = tokens.masked_fill(done, model.pad_id)
+        out.append(tokens)
+        if w is not None:
+            weights.append(w)
+        done |= tokens == model.eos_id
+        if bool(done.all()):
+            break
+    ids = torch.stack(out, dim=1)  # (B*n, T)
+    alpha = torch.stack(weights, dim=1) if weights else None  # (B*n, T, S)
+    hyps = [_hypothesis(ids[r], float(score[r]), alpha[r] if alpha is not None else None, lengths[r], model)
+            for r in range(B * n)]
+    return [hyps[b * n : (b + 1) * n] for b in range(B)]
+
+
+def n_best_batch(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, generator: torch.Generator | None = None
+) -> list[list[Hypothesis]]:
+    """``cfg.n_best`` hypotheses per sentence: samples with ``cfg.sampling``, else the search's."""
+    if cfg.sampling:
+        return sample_n(model, src, src_lengths, cfg, cfg.n_best, generator)
+    if cfg.n_best == 1:
+        return [[hyp] for hyp in translate_batch(model, src, src_lengths, cfg)]
+    raise ValueError("n-best beam search is not available yet; use decode.sampling=true")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from attnlab import __version__, distributed
+from attnlab import __version__, distributed, progress
 
 
 class MetricsLog:
@@ -88,6 +88,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path) -> torch.device:
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(int(cfg.trainer.num_threads))
     torch.manual_seed(int(cfg.seed))
+    progress.enable(cfg.trainer.progress)
     device = resolve_device(str(cfg.device))
     run_dir.mkdir(parents=True, exist_ok=True)
     return device

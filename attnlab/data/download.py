@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import logging
 import os
-import shutil
 import tarfile
 import tempfile
 import urllib.error
@@ -26,6 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from attnlab import progress
 from attnlab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,11 @@ def _download_part(file: RemoteFile, path: Path) -> Path:
     part = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(file.url, timeout=TIMEOUT_S) as r:
-            shutil.copyfileobj(r, out, _CHUNK)
+            size = int(r.headers.get("Content-Length") or 0) or None
+            with progress.bar(desc=file.name, total=size, unit="B", unit_scale=True, unit_divisor=1024) as shown:
+                for chunk in iter(lambda: r.read(_CHUNK), b""):
+                    out.write(chunk)
+                    shown.update(len(chunk))
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         part.unlink(missing_ok=True)
         reason = getattr(e, "reason", None) or e

@@ -24,13 +24,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from attnlab import progress
 from attnlab.attention.health import attention_health
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import DecodeConfig
@@ -38,7 +39,7 @@ from attnlab.data.batching import fixed_batches, pad_batch, token_batches
 from attnlab.data.text import ParallelData, Split, load_corpus, normalize_space, read_lines
 from attnlab.data.symbols import SymbolTokenizer, tokenizer_from_bytes
 from attnlab.data.tokenizer import Tokenizer, train_tokenizer
-from attnlab.decode import Hypothesis, translate_batch
+from attnlab.decode import Hypothesis, n_best_batch, sampling_generator, translate_batch
 from attnlab.errors import UserError
 from attnlab.metrics import bleu_by_length, corpus_scores
 from attnlab.models import build_model
@@ -81,6 +82,9 @@ class Tokenizers:
             return cls(shared, shared)
 
         def fit(text: list[str]) -> Tokenizer:
+            # one SentencePiece call without progress callbacks: a log line instead of a bar
+            log.info("training a %s tokenizer of %d subwords on %d sentences (at most %d sampled)",
+                     data.tokenizer_type, data.vocab_size, len(text), TOKENIZER_SAMPLE)
             return train_tokenizer(
                 text, data.vocab_size, str(data.tokenizer_type), seed=cfg.seed, max_sentences=TOKENIZER_SAMPLE
             )
@@ -169,17 +173,37 @@ def translate_sentences(
     need_weights: bool = False,
 ) -> list[Hypothesis]:
     """Translate ``sentences`` in batches of ``cfg.batch_size`` sorted by length (less padding);
-    the result is in input order."""
+    the result is in input order. With ``cfg.sampling`` each translation is a seeded sample."""
     model.eval()
-    ids = toks.src.encode_batch(list(sentences))
+    generator = sampling_generator(cfg, device)
+    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
+                      lambda src, n: translate_batch(model, src, n, cfg, need_weights, generator))
+
+
+def translate_n_best(
+    model: Seq2Seq, toks: Tokenizers, sentences: Sequence[str], cfg: DecodeConfig, device: torch.device
+) -> list[list[Hypothesis]]:
+    """``cfg.n_best`` translations of each sentence, best first: samples (``cfg.sampling``, in the
+    order drawn) or the beam's best hypotheses."""
+    model.eval()
+    generator = sampling_generator(cfg, device)
+    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
+                      lambda src, n: n_best_batch(model, src, n, cfg, generator))
+
+
+def _by_length(ids: list[list[int]], batch_size: int, device: torch.device,
+               search: Callable[[Tensor, Tensor], list[Any]]) -> list[Any]:
+    """``search(src (B, S), src_lengths (B,))`` over batches of sentences of similar lengths; the
+    results in the order of ``ids``."""
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[Hypothesis | None] = [None] * len(ids)
-    for start in range(0, len(order), max(cfg.batch_size, 1)):
-        chunk = order[start : start + cfg.batch_size]
+    out: list[Any] = [None] * len(ids)
+    size = max(batch_size, 1)
+    for start in progress.bar(range(0, len(order), size), desc="decoding", unit="batch"):
+        chunk = order[start : start + size]
         src, src_len = pad_batch([ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)
-        for i, hyp in zip(chunk, translate_batch(model, src.to(device), src_len.to(device), cfg, need_weights)):
-            out[i] = hyp
-    return out  # type: ignore[return-value]
+        for i, result in zip(chunk, search(src.to(device), src_len.to(device))):
+            out[i] = result
+    return out
 
 
 def score_split(
@@ -313,7 +337,7 @@ class TranslationTrainable:
         for batch in make_batches(self.valid_pairs.lengths(), self.cfg, None, shuffle=False):
             loss, n = self._loss(self.valid_pairs, batch, 0.0)
             total, units = total + float(loss) * n, units + n
-        greedy = DecodeConfig(**{**OmegaConf.to_container(self.cfg.decode), "beam_size": 1})
+        greedy = DecodeConfig(**{**OmegaConf.to_container(self.cfg.decode), "beam_size": 1, "sampling": False})
         scores, _ = score_split(self.model, self.toks, self.valid, greedy, self.device)
         return {"loss": total / max(units, 1), "bleu": scores["bleu"], "chrf": scores["chrf"]}
 
@@ -436,8 +460,15 @@ def _logs_to_stderr() -> None:
             handler.setStream(sys.stderr)
 
 
+def _one_line(text: str) -> str:
+    """A translation as one output line: line breaks and tabs (byte pieces can decode to them) become spaces."""
+    return " ".join(text.replace("\t", " ").splitlines())
+
+
 def translate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
-    """Translate lines (file or stdin) to lines (file or stdout); an empty line stays empty."""
+    """Translate lines (file or stdin) to lines (file or stdout); an empty line stays empty. With
+    ``decode.n_best`` > 1 the output is TSV: line number, rank, log-probability, translation (n_best
+    rows per non-empty input line)."""
     if not cfg.output:
         _logs_to_stderr()
     saved, model, toks = load_for_inference(cfg, device)
@@ -445,11 +476,16 @@ def translate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str,
     todo = [i for i, line in enumerate(lines) if line]
     if len(todo) < len(lines):
         log.info("%d empty input lines give empty output lines", len(lines) - len(todo))
-    hyps = translate_sentences(model, toks, [lines[i] for i in todo], cfg.decode, device)
-    out = [""] * len(lines)
-    for i, hyp in zip(todo, hyps):
-        out[i] = toks.tgt.decode(hyp.tokens)
-    text = "".join(line + "\n" for line in out)
+    if cfg.decode.n_best > 1:  # TSV: input line number (from 1), rank, log-probability, translation
+        n_best = translate_n_best(model, toks, [lines[i] for i in todo], cfg.decode, device)
+        text = "".join(f"{i + 1}\t{rank}\t{hyp.log_prob:.4f}\t{_one_line(toks.tgt.decode(hyp.tokens))}\n"
+                       for i, hyps in zip(todo, n_best) for rank, hyp in enumerate(hyps, 1))
+    else:
+        hyps = translate_sentences(model, toks, [lines[i] for i in todo], cfg.decode, device)
+        out = [""] * len(lines)
+        for i, hyp in zip(todo, hyps):
+            out[i] = _one_line(toks.tgt.decode(hyp.tokens))
+        text = "".join(line + "\n" for line in out)
     if cfg.output:
         target = Path(cfg.output).expanduser()
         if not target.parent.is_dir():

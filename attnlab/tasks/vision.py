@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from attnlab import distributed
+from attnlab import distributed, progress
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import AttentionConfig, ImageDataConfig, ViTConfig
 from attnlab.data.augment import Augment
@@ -110,7 +110,7 @@ def predict_probs(model: nn.Module, images: ImageSet, device: torch.device) -> T
     was_training = model.training
     model.eval()
     out: Tensor | None = None
-    for idx in size_sorted_batches(images, EVAL_BATCH):
+    for idx in progress.bar(size_sorted_batches(images, EVAL_BATCH), desc="scoring", unit="batch"):
         batch, sizes, _ = images.batch(idx)
         probs = model(batch.to(device), sizes.to(device)).float().softmax(-1).cpu()  # (B, classes)
         if out is None:
