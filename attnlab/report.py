@@ -63,7 +63,9 @@ NOT_METRICS = {"seed", "num_params", "train_seconds", "torch_threads", "epoch", 
 # The attention-health fields shown in the report (results.json "attention_health").
 HEALTH_SHOWN = ("entropy_norm", "max_weight", "eos_share")
 # Metrics with a paired test (per-item statistics saved by the run).
-PAIRED_METRICS = ("bleu", "chrf", "accuracy")
+PAIRED_METRICS = ("bleu", "chrf", "accuracy", "best_valid_accuracy")
+# Where a vision run keeps the per-image predictions behind each accuracy metric.
+PREDICTIONS = {"accuracy": "test_predictions.csv", "best_valid_accuracy": "valid_predictions.csv"}
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
 NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress"}
 # results.json fields that tell variants apart when a run has no saved config.
@@ -262,7 +264,7 @@ class Stat:
 
 
 # Metrics that are fractions in [0, 1]; the others (BLEU, chrF, losses) print with two decimals.
-FRACTION_METRICS = {"accuracy"}
+FRACTION_METRICS = {"accuracy", "best_valid_accuracy"}
 
 
 # ----------------------------------------------------------------------------- summary rows
@@ -515,8 +517,8 @@ def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) ->
     pairs = paired_runs(row.complete_runs, best.complete_runs)
     if not pairs:
         raise _NoTest("no seed in common with the best variant")
-    if metric == "accuracy":
-        a, b = zip(*((_correct(x), _correct(y)) for x, y in pairs))
+    if metric in PREDICTIONS:
+        a, b = zip(*((_correct(x, PREDICTIONS[metric]), _correct(y, PREDICTIONS[metric])) for x, y in pairs))
         if any(len(x) != len(y) or x[1] != y[1] for x, y in zip(a, b)):
             raise _NoTest("the runs were tested on different images")
         return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples)
@@ -528,9 +530,9 @@ def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) ->
     return significance.compare_translations([h for h, _ in hyps], [h for _, h in hyps], streams, metric, n_samples)
 
 
-def _correct(run: Run) -> tuple[list[bool], list[int]]:
-    """Per-image correctness and the labels of a vision run's ``test_predictions.csv``."""
-    path = run.path / "test_predictions.csv"
+def _correct(run: Run, name: str) -> tuple[list[bool], list[int]]:
+    """Per-image correctness and the labels of a vision run's predictions file ``name``."""
+    path = run.path / name
     if not path.is_file():
         raise _NoTest(f"{path.name} missing in {run.path.name} (made before runs saved predictions?)")
     with path.open(encoding="utf-8", newline="") as f:

@@ -355,6 +355,13 @@ def test_accuracy_differences_are_tested_per_image_and_one_seed_is_never_enough(
     assert test.delta == pytest.approx(-0.1) and test.p_value < 0.01 and test.pairs == 2
     assert report.significance.verdict(test) == "too few seeds"
     assert "-0.1000, p=0.001, 2 seeds: too few seeds" in report.comparison_text(test, fraction=True)
+    # the same test on validation predictions, for choices (--metric best_valid_accuracy)
+    for run in tmp_path.iterdir():
+        (run / "valid_predictions.csv").write_text((run / "test_predictions.csv").read_text())
+        results = json.loads((run / "results.json").read_text())
+        (run / "results.json").write_text(json.dumps({**results, "best_valid_accuracy": results["accuracy"]}))
+    valid = report.compare_to_best(report.summarize(report.load_runs(tmp_path), "best_valid_accuracy"))
+    assert valid[("vision", "model.pool=cls")].delta == pytest.approx(-0.1)
     (tmp_path / "cls-1" / "test_predictions.csv").unlink()
     tests = report.compare_to_best(report.summarize(report.load_runs(tmp_path)))
     assert "test_predictions.csv missing" in tests[("vision", "model.pool=cls")]
