@@ -6,9 +6,11 @@ so evaluation can use multi-reference BLEU (Tatoeba often has several translatio
 sentence); :meth:`Split.pairs` expands it back to one (source, target) pair per reference for
 training. Corpora are registered by name in :data:`DATASETS` and chosen with ``data.name``:
 
-- ``tatoeba_deen``: German-English pairs shipped in ``attnlab/data/tatoeba_deen`` (no network;
-  built by ``scripts/make_tatoeba_subset.py``, which splits by connected groups of sentences so
-  no valid/test sentence occurs in training on either side).
+- ``tatoeba_deen``: German-English pairs of at most 10 words a side shipped in
+  ``attnlab/data/tatoeba_deen`` (no network; built by ``scripts/make_tatoeba_subset.py``, which
+  splits by connected groups of sentences so no valid/test sentence occurs in training on either
+  side); ``data.test_split=test_long`` scores on its pairs of 11-16 words instead.
+- ``tatoeba_deen_long``: the same with the longer pairs (up to 16 words) in every split.
 - ``multi30k``: the Multi30k task-1 raw text (en, de, fr, cs), downloaded once into the cache.
 - ``files``: a folder of one-sentence-per-line files ``{train,valid,<test_split>}.<lang>[.gz]``.
 
@@ -19,6 +21,7 @@ and counted in :attr:`ParallelData.skipped`.
 from __future__ import annotations
 
 import gzip
+import random
 import re
 import zlib
 from collections.abc import Callable, Iterable
@@ -180,13 +183,6 @@ def _check_languages(cfg: TextDataConfig, dataset: str, available: Iterable[str]
             )
 
 
-def _only_plain_test_split(cfg: TextDataConfig, dataset: str) -> None:
-    if cfg.test_split != "test":
-        raise UserError(
-            f"data.test_split={cfg.test_split} is not a split of {dataset}; it has only 'test'"
-        )
-
-
 # ----------------------------------------------------------------------------- reading files
 
 
@@ -234,17 +230,51 @@ TATOEBA_DIR = Path(__file__).resolve().parent / "tatoeba_deen"
 TATOEBA_COLUMNS = ("en", "de")  # the column order of the shipped .tsv.gz files
 
 
+# data.test_split of the shipped corpus -> the file scored as its test split: the test pairs, or
+# the longer pairs' test or validation file (a checkpoint scored on sentences of 11-16 words).
+TATOEBA_TEST_FILES = {"test": "test", "test_long": "long_test", "valid_long": "long_valid"}
+
+
+def _tatoeba_file(name: str, cfg: TextDataConfig) -> RawSplit:
+    path = TATOEBA_DIR / f"{name}.tsv.gz"
+    s, t = TATOEBA_COLUMNS.index(cfg.src_lang), TATOEBA_COLUMNS.index(cfg.tgt_lang)
+    rows = [line.split("\t") for line in read_lines(path)]
+    return RawSplit([(r[s], r[t]) for r in rows], origin=str(path), multi_reference=True)
+
+
+def _tatoeba_test_file(cfg: TextDataConfig, dataset: str) -> str:
+    if cfg.test_split not in TATOEBA_TEST_FILES:
+        raise UserError(
+            f"data.test_split={cfg.test_split} is not a split of {dataset}; valid: {', '.join(TATOEBA_TEST_FILES)}"
+        )
+    return TATOEBA_TEST_FILES[cfg.test_split]
+
+
 @DATASETS.register("tatoeba_deen")
 def read_tatoeba_deen(cfg: TextDataConfig) -> dict[str, RawSplit]:
-    """The shipped German-English Tatoeba subset (see ``tatoeba_deen/README.md``)."""
+    """The shipped German-English Tatoeba subset of pairs of at most 10 words a side (see
+    ``tatoeba_deen/README.md``); ``data.test_split=test_long`` / ``valid_long`` scores on the
+    longer pairs' test / validation file instead."""
     _check_languages(cfg, "tatoeba_deen", TATOEBA_COLUMNS)
-    _only_plain_test_split(cfg, "tatoeba_deen")
-    s, t = TATOEBA_COLUMNS.index(cfg.src_lang), TATOEBA_COLUMNS.index(cfg.tgt_lang)
+    test = _tatoeba_test_file(cfg, "tatoeba_deen")
+    return {"train": _tatoeba_file("train", cfg), "valid": _tatoeba_file("valid", cfg), "test": _tatoeba_file(test, cfg)}
+
+
+@DATASETS.register("tatoeba_deen_long")
+def read_tatoeba_deen_long(cfg: TextDataConfig) -> dict[str, RawSplit]:
+    """The shipped corpus with its longer pairs (up to 16 words a side) in every split. The
+    validation and test pairs of both lengths are interleaved in a fixed random order, so that
+    the first ``decode.valid_sentences`` validation sentences mix both lengths."""
+    _check_languages(cfg, "tatoeba_deen_long", TATOEBA_COLUMNS)
+    test = _tatoeba_test_file(cfg, "tatoeba_deen_long")
     out = {}
-    for name in SPLITS:
-        path = TATOEBA_DIR / f"{name}.tsv.gz"
-        rows = [line.split("\t") for line in read_lines(path)]
-        out[name] = RawSplit([(r[s], r[t]) for r in rows], origin=str(path), multi_reference=True)
+    for name, files in (("train", ("train", "long_train")), ("valid", ("valid", "long_valid")),
+                        ("test", ("test", "long_test") if test == "test" else (test,))):
+        parts = [_tatoeba_file(f, cfg) for f in files]
+        pairs = [p for part in parts for p in part.pairs]
+        if name != "train":
+            random.Random(0).shuffle(pairs)
+        out[name] = RawSplit(pairs, origin=" + ".join(part.origin for part in parts), multi_reference=True)
     return out
 
 
