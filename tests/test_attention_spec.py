@@ -115,3 +115,20 @@ def test_the_spec_reaches_every_attention_module():
     assert (enc.window, dec.self_attn.window, dec.cross_attn.window) == (2, 2, 0)
     out = model(torch.randint(3, 10, (2, 5)), torch.tensor([5, 3]), torch.randint(3, 10, (2, 4)))
     assert out.shape == (2, 4, 10)
+
+
+def test_attention_weights_protocol_of_the_rnn_matches_its_decoding_steps():
+    from attnlab.config import RNNAttnConfig
+    from attnlab.models.rnn_attn import RNNAttention
+
+    torch.manual_seed(0)
+    cfg = OmegaConf.structured(RNNAttnConfig(emb_dim=8, hidden_dim=8, attn_dim=8))
+    model = RNNAttention(cfg, OmegaConf.structured(AttentionConfig(score="general")), 12, 12).eval()
+    src, lengths, tgt = torch.randint(3, 12, (2, 5)), torch.tensor([5, 3]), torch.randint(3, 12, (2, 4))
+    (cross,) = model.attention_weights(src, lengths, tgt)["cross"]
+    assert cross.shape == (2, 1, 4, 5) and torch.equal(cross[1, 0, :, 3:], torch.zeros(4, 2))
+    memory = model.encode(src, lengths)
+    state = model.init_state(memory)
+    for t in range(4):
+        _, state, alpha = model.step(tgt[:, t], state, memory, need_weights=True)
+        assert torch.allclose(alpha, cross[:, 0, t], atol=1e-6)

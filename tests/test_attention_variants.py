@@ -269,17 +269,17 @@ def test_kv_cache_shrinks_with_kv_heads(kv_heads):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("q_len", [6, 2])
+@pytest.mark.parametrize("q_len", [7, 2])
 def test_linear_attention_linear_path_equals_its_quadratic_form(causal, q_len):
     torch.manual_seed(0)
     score = make_score("linear", 4, 4)
-    q, k, v = torch.randn(2, 3, q_len, 4), torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 5)
-    key_mask = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    q, k, v = torch.randn(2, 3, q_len, 4), torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 5)
+    key_mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
     key_mask[1, ..., 4:] = False
-    full = key_mask & torch.ones(q_len, 6, dtype=torch.bool).tril(6 - q_len) if causal else key_mask
+    full = key_mask & torch.ones(q_len, 7, dtype=torch.bool).tril(7 - q_len) if causal else key_mask
     weights = score.normalize(score(q, k), full)  # (B, H, Tq, Tk), rows sum to 1
     assert torch.allclose(weights.sum(-1), torch.ones(2, 3, q_len), atol=1e-5)
-    fast = linear_context(score.feature(q), score.prepare_keys(k), v, key_mask, causal, score.eps)
+    fast = linear_context(score.feature(q), score.prepare_keys(k), v, key_mask, causal, score.eps, chunk=3)
     assert torch.allclose(fast, weights @ v, atol=1e-5)
 
 

@@ -267,11 +267,16 @@ class LinearScore(Score):
         return scores / (scores.sum(dim=-1, keepdim=True) + self.eps)
 
 
-def linear_context(q_feat: Tensor, k_feat: Tensor, v: Tensor, key_mask: Tensor | None, causal: bool, eps: float) -> Tensor:
+def linear_context(
+    q_feat: Tensor, k_feat: Tensor, v: Tensor, key_mask: Tensor | None, causal: bool, eps: float, chunk: int = 64
+) -> Tensor:
     """The O(n) form of linear attention: phi(q) (..., Tq, D), phi(k) (..., Tk, D), v (..., Tk, Dv).
 
-    key_mask (..., 1, Tk) or None zeroes padded keys. Causal: query i (the last Tq of Tk positions)
-    sums over keys j <= i + Tk - Tq, through prefix sums of phi(k_j) v_j^T.
+    key_mask (..., 1, Tk) or None zeroes padded keys. Non-causal: phi(q_i) (sum_j phi(k_j) v_j^T) /
+    phi(q_i) . sum_j phi(k_j). Causal (query i is position i + Tk - Tq and sees keys j up to it):
+    the prefix sums S = sum_j phi(k_j) v_j^T and z = sum_j phi(k_j) are carried from chunk to chunk
+    of ``chunk`` queries, with the exact lower-triangular product inside a chunk (the chunked form
+    of Katharopoulos et al.'s eq. 8-9), so memory is O(n * chunk + D * Dv), not O(n * D * Dv).
     """
     if key_mask is not None:
         k_feat = k_feat * key_mask.transpose(-2, -1).to(k_feat.dtype)  # (..., Tk, 1): padding -> 0
@@ -281,12 +286,21 @@ def linear_context(q_feat: Tensor, k_feat: Tensor, v: Tensor, key_mask: Tensor |
         den = q_feat @ k_feat.sum(dim=-2).unsqueeze(-1)  # (..., Tq, D) @ (..., D, 1) -> (..., Tq, 1)
         return num / (den + eps)
     q_len, k_len = q_feat.shape[-2], k_feat.shape[-2]
-    kv = torch.cumsum(k_feat.unsqueeze(-1) * v.unsqueeze(-2), dim=-3)  # (..., Tk, D, Dv) prefix sums
-    ks = torch.cumsum(k_feat, dim=-2)  # (..., Tk, D)
-    kv, ks = kv[..., k_len - q_len :, :, :], ks[..., k_len - q_len :, :]  # the queries' own prefixes
-    num = (q_feat.unsqueeze(-2) @ kv).squeeze(-2)  # (..., Tq, 1, D) @ (..., Tq, D, Dv) -> (..., Tq, Dv)
-    den = (q_feat * ks).sum(dim=-1, keepdim=True)  # (..., Tq, 1)
-    return num / (den + eps)
+    shift = k_len - q_len  # keys before the first query (a KV cache)
+    state = k_feat[..., :shift, :].transpose(-2, -1) @ v[..., :shift, :]  # S: (..., D, Dv)
+    norm = k_feat[..., :shift, :].sum(dim=-2)  # z: (..., D)
+    outs = []
+    for start in range(0, q_len, chunk):
+        end = min(start + chunk, q_len)
+        qc = q_feat[..., start:end, :]  # (..., C, D)
+        kc, vc = k_feat[..., shift + start : shift + end, :], v[..., shift + start : shift + end, :]
+        inner = (qc @ kc.transpose(-2, -1)).tril()  # (..., C, C): key j <= query i inside the chunk
+        num = qc @ state + inner @ vc  # (..., C, Dv)
+        den = qc @ norm.unsqueeze(-1) + inner.sum(dim=-1, keepdim=True)  # (..., C, 1)
+        outs.append(num / (den + eps))
+        state = state + kc.transpose(-2, -1) @ vc
+        norm = norm + kc.sum(dim=-2)
+    return torch.cat(outs, dim=-2)  # (..., Tq, Dv)
 
 
 def make_score(name: str, query_dim: int, key_dim: int, heads: int = 0, hidden_dim: int = 0) -> Score:

@@ -340,6 +340,22 @@ class RNNAttention(Seq2Seq):
         context = state.context.index_select(0, index) if state.context is not None else None
         return DecoderState([_select(s, index) for s in state.layers], context)
 
+    @torch.no_grad()
+    def attention_weights(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
+        """The models' common protocol (the inputs of ``forward``; call in eval mode): alpha of a
+        teacher-forced pair as ``{"cross": [(B, 1, T, S)]}``, the Transformer's layout with one
+        layer and one head; ``{}`` without attention."""
+        if not self.use_attention:
+            return {}
+        memory = self.encode(src, src_lengths)
+        state = self.init_state(memory)
+        pre = self.cells[0].precompute(self.tgt_embed(tgt_in) * self.embed_scale)  # (B, T, G)
+        alphas = []
+        for pre_t in pre.unbind(dim=1):
+            _, state, alpha = self._advance(pre_t, state, memory, need_weights=True)
+            alphas.append(alpha)  # (B, S)
+        return {"cross": [torch.stack(alphas, dim=1).unsqueeze(1)]}  # (B, T, S) -> (B, 1, T, S)
+
 
 def build(cfg: Any, src_vocab: int, tgt_vocab: int, **_: Any) -> RNNAttention:
     """The model registry's entry point (:func:`attnlab.models.build_model`)."""

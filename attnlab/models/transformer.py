@@ -1,7 +1,11 @@
 """The Transformer translator (Vaswani et al. 2017, "Attention is all you need"), built from the
 shared layers: every attention is :class:`attnlab.attention.MultiHeadAttention` inside the shared
 :class:`~attnlab.layers.transformer.EncoderLayer` / :class:`~attnlab.layers.transformer.DecoderLayer`,
-so ``attention=general`` or ``attention=additive`` swaps the scoring of all of them (sec. 3.2).
+built from the one attention spec (``cfg.attention``), so ``attention=general``, ``attention=alibi``
+or ``attention=mqa`` changes all of them (sec. 3.2). Positions inside attention (RoPE, ALiBi,
+relative) and windows act in the two self-attentions and combine with the input positions of
+``model.posenc`` (``model.posenc=none attention=rope`` leaves RoPE alone); the cross-attention
+takes the score, kv_heads and backend only.
 
     encoder:  z_0 = dropout(sqrt(d) * E_src[x] + PE),   z_l = EncoderLayer(z_{l-1}, source mask)
     decoder:  y_0 = dropout(sqrt(d) * E_tgt[y] + PE),   y_l = DecoderLayer(y_{l-1}, z_L, masks)
@@ -21,6 +25,9 @@ so ``attention=general`` or ``attention=additive`` swaps the scoring of all of t
 Decoding (:meth:`Transformer.step`) feeds only the newest token through the decoder: each
 self-attention appends its key/value to a per-layer cache, each cross-attention projects the
 encoder output once and keeps it, so a step costs O(t) instead of re-running the prefix (O(t^2)).
+The new token's position is the cache's length: RoPE rotates it (and caches rotated keys), ALiBi,
+relative biases and windows see it at that position, so cached decoding equals the full forward
+(tested for every variant); with ``attention.kv_heads`` the cache holds fewer heads.
 """
 
 from __future__ import annotations
