@@ -258,6 +258,6 @@ def n_best_batch(
     """``cfg.n_best`` hypotheses per sentence: samples with ``cfg.sampling``, else the search's."""
     if cfg.sampling:
         return sample_n(model, src, src_lengths, cfg, cfg.n_best, generator)
-    if cfg.n_best == 1:
-        return [[hyp] for hyp in translate_batch(model, src, src_lengths, cfg)]
-    raise ValueError("n-best beam search is not available yet; use decode.sampling=true")
+    if cfg.beam_size <= 1:
+        return [[hyp] for hyp in greedy_search(model, src, src_lengths, cfg)]
+    return beam_search_n_best(model, src, src_lengths, cfg, cfg.n_best)

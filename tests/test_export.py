@@ -86,4 +86,8 @@ def test_vision_export_is_loaded_by_every_mode_without_task(tmp_path, one_thread
     Image.new("L", (8, 8), 128).save(image)
     predicted = api.run(["mode=predict", f"checkpoint={tmp_path / 'exp'}", f"input={image}"], tmp_path / "pred")
     assert len(predicted["predictions"]) == 1
+    import attnlab
+
+    loaded = attnlab.load(tmp_path / "exp")  # the Python API reads an export folder too
+    assert loaded.predict([image])[0].label == predicted["predictions"][0]["class"]
     assert json.loads((tmp_path / "exp" / "extra.json").read_text())["classes"] == [str(d) for d in range(10)]

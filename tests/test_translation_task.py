@@ -185,6 +185,21 @@ def test_translate_n_best_samples_are_seeded_tsv(trained, tmp_path):
     assert texts[0] == texts[1] and texts[0] != texts[2]  # same seed, same samples
 
 
+def test_translate_n_best_of_the_beam(trained, tmp_path):
+    run_dir, _ = trained
+    source = tmp_path / "in.de"
+    source.write_text("Ich bin müde.\nWo ist Tom?\n", encoding="utf-8")
+    cfg = make("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"input={source}",
+               f"output={tmp_path / 'nbest'}", "decode.beam_size=3", "decode.n_best=3")
+    translation.run(cfg, tmp_path / "run")
+    rows = [line.split("\t") for line in (tmp_path / "nbest").read_text(encoding="utf-8").split("\n")[:-1]]
+    assert [(r[0], r[1]) for r in rows] == [(str(i), str(k)) for i in (1, 2) for k in (1, 2, 3)]
+    one_best = make("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"input={source}",
+                    f"output={tmp_path / 'best'}", "decode.beam_size=3")
+    translation.run(one_best, tmp_path / "run1")
+    assert [r[3] for r in rows if r[1] == "1"] == (tmp_path / "best").read_text(encoding="utf-8").splitlines()
+
+
 def test_translate_with_a_missing_input_file_is_a_user_error(trained, tmp_path):
     run_dir, _ = trained
     cfg = make("mode=translate", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", f"input={tmp_path / 'no.txt'}")
