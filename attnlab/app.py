@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(
             f"decode.n_best={cfg.decode.n_best} needs decode.beam_size >= {cfg.decode.n_best}, or decode.sampling=true"
         )
+    if str(cfg.get("logger", "none")) == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise UserError('logger=tensorboard needs the tensorboard package: pip install "attnlab[tensorboard]"')
     if cfg.mode != "train" and not cfg.checkpoint and not cfg.resume:
         raise UserError(f"mode={cfg.mode} needs checkpoint=PATH (a checkpoints/best.pt of a training run)")
     if cfg.mode in ("translate",) and task != "translation":

@@ -57,6 +57,11 @@ class Precision(Choice):
     fp16 = "fp16"
 
 
+class Logger(Choice):
+    none = "none"  # metrics.jsonl only (always written: it is the record)
+    tensorboard = "tensorboard"  # also TensorBoard event files in <run dir>/tensorboard
+
+
 class Cell(Choice):
     gru = "gru"
     lstm = "lstm"
@@ -279,6 +284,7 @@ class Config:
     seed: int = 0
     device: Device = Device.auto
     mode: Mode = Mode.train
+    logger: Logger = Logger.none  # tensorboard: live curves and attention images (pip install "attnlab[tensorboard]")
     resume: bool = False
     checkpoint: Optional[str] = None  # checkpoint modes: a .pt file, or a folder of mode=export
     input: Optional[str] = None  # mode=translate: a text file (default stdin); predict: image or dir

@@ -36,6 +36,38 @@ class MetricsLog:
             f.write(json.dumps(_jsonable(record)) + "\n")
 
 
+class TensorBoardLog:
+    """The records of metrics.jsonl as TensorBoard scalars (``train/loss``, ``valid/bleu``...) at
+    their step, and attention matrices as images, in ``<run dir>/tensorboard`` (live curves:
+    ``tensorboard --logdir outputs``). metrics.jsonl stays the record; this is a view of it."""
+
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def write(self, **record: Any) -> None:
+        kind, step = record.get("kind", "log"), int(record.get("step", 0))
+        for key, value in record.items():
+            if key not in ("kind", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{kind}/{key}", value, step)
+        self.writer.flush()
+
+    def attention(self, weights: torch.Tensor, step: int, tag: str = "attention/valid_0") -> None:
+        """A (rows, columns) attention matrix as a grey image, brightest at its largest weight,
+        each cell at least 8 pixels wide."""
+        w = weights.detach().float().cpu()
+        w = w / w.max().clamp_min(1e-12)
+        cell = max(1, 256 // max(w.shape))
+        cell = max(cell, 8)
+        image = w.repeat_interleave(cell, 0).repeat_interleave(cell, 1)  # (rows * cell, columns * cell)
+        self.writer.add_image(tag, image.unsqueeze(0), step)  # (1, H, W)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []

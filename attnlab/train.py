@@ -48,7 +48,7 @@ from attnlab import distributed
 from attnlab.checkpoint import average_checkpoints, load_checkpoint, load_state, save_checkpoint
 from attnlab.config import TrainerConfig
 from attnlab.errors import TrainingInterrupted, UserError
-from attnlab.runlog import MetricsLog
+from attnlab.runlog import MetricsLog, TensorBoardLog
 
 log = logging.getLogger("attnlab.train")
 
@@ -197,6 +197,8 @@ class Trainer:
         self.device = device
         self.ckpt_dir = run_dir / "checkpoints"
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        tensorboard = str(cfg.get("logger", "none")) == "tensorboard" and distributed.is_main()
+        self.tensorboard = TensorBoardLog(run_dir / "tensorboard") if tensorboard else None
         self.state = TrainState()
 
     # ------------------------------------------------------------------ checkpoints
@@ -285,6 +287,8 @@ class Trainer:
                 self._save("last.pt", task, optimizer)
         if self.bar is not None:
             self.bar.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if cfg.average_last > 0:
             self._save_average()
         distributed.barrier()
@@ -405,13 +409,19 @@ class Trainer:
     def _log(self, **record: Any) -> None:
         if distributed.is_main():
             self.metrics.write(**record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(**record)
 
     def _validate(self, task: Trainable, optimizer: torch.optim.Optimizer, epochs_done: float) -> None:
         st = self.state
         task.model.eval()
         with torch.no_grad():
             metrics = task.validate()
+            drawn = getattr(task, "attention_image", None) if self.tensorboard is not None else None
+            attention = drawn() if drawn is not None else None  # (rows, columns) or None
         task.model.train()
+        if attention is not None and self.tensorboard is not None:
+            self.tensorboard.attention(attention, st.step)
         score = metrics[task.metric]
         improved = score > st.best
         if improved:

@@ -37,7 +37,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="explore_"))
 
-    from sklearn.datasets import load_digits
+    from attnlab.data.digits import load_digits
 
     pages = {}
     for name, run, items in (("rnn", args.rnn, SENTENCES), ("transformer", args.transformer, SENTENCES),

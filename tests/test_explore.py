@@ -78,7 +78,7 @@ def test_page_weights_are_the_models_tensors_rounded_to_four_decimals(tiny_runs)
 def test_explore_mode_in_process_for_the_other_models(tiny_runs, tmp_path, name):
     if name == "vit":
         from PIL import Image
-        from sklearn.datasets import load_digits
+        from attnlab.data.digits import load_digits
 
         folder = tmp_path / "digits"
         folder.mkdir()

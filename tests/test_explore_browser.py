@@ -60,7 +60,7 @@ def pages(tiny_runs, tmp_path_factory):
     for name in ("rnn_attn", "transformer", "vit"):
         model = attnlab.load(tiny_runs[name] / "checkpoints" / "best.pt")
         if name == "vit":
-            from sklearn.datasets import load_digits
+            from attnlab.data.digits import load_digits
 
             item = load_digits().images[7] / 16.0
         else:

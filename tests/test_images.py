@@ -68,7 +68,7 @@ def test_digits_split_is_fixed_stratified_and_a_partition():
     assert (len(data.train), len(data.valid), len(data.test)) == (1294, 144, 359)
     for a, b in ((data.train, again.train), (data.valid, again.valid), (data.test, again.test)):
         assert torch.equal(a.stacked, b.stacked) and torch.equal(a.labels, b.labels)
-    from sklearn.datasets import load_digits
+    from attnlab.data.digits import load_digits
 
     whole = torch.from_numpy(load_digits().target)
     for part in (data.train, data.valid, data.test):

@@ -84,7 +84,7 @@ def test_transformer_attention_is_every_layer_and_head_of_attention_maps(tiny_ru
 
 
 def image_of(digit: int) -> np.ndarray:
-    from sklearn.datasets import load_digits
+    from attnlab.data.digits import load_digits
 
     return load_digits().images[digit] / 16.0  # (8, 8) in [0, 1]
 

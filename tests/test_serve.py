@@ -86,7 +86,7 @@ def multipart(filename: str, data: bytes, field: str = "file") -> tuple[bytes, s
 
 def png_bytes(digit: int = 4, size: int = 8) -> bytes:
     from PIL import Image
-    from sklearn.datasets import load_digits
+    from attnlab.data.digits import load_digits
 
     pixels = (load_digits().images[digit] * 255 / 16).astype(np.uint8)
     buffer = io.BytesIO()

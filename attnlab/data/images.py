@@ -1,4 +1,4 @@
-"""Image classification datasets: scikit-learn digits, MNIST, CIFAR-10 and an image folder.
+"""Image classification datasets: the UCI 8x8 digits (shipped), MNIST, CIFAR-10 and an image folder.
 
 Every dataset becomes an :class:`ImageData`: three :class:`ImageSet` splits (train, valid, test) of
 float32 images in [0, 1], shaped (C, H, W), the class names, the channel count and the per-channel
@@ -11,7 +11,8 @@ training split with ``cfg.valid_fraction`` (stratified), unless the dataset has 
 
 Datasets (train / test before the valid split):
 
-- ``digits``: scikit-learn's 1797 8x8 digits, a fixed stratified 80/20 split: 1438 / 359 (no download).
+- ``digits``: the 1797 8x8 UCI digits shipped in attnlab/data/optdigits (CC BY 4.0), a fixed
+  stratified 80/20 split: 1438 / 359 (no download).
 - ``mnist``, ``subset=standard``: the 60000 / 10000 IDX .gz files, downloaded and sha256-checked.
 - ``mnist``, ``subset=test_split``: only the t10k files, a fixed stratified split: 8000 / 2000.
 - ``cifar10``: the python-pickle batches, 50000 / 10000, downloaded and sha256-checked.
@@ -45,6 +46,8 @@ from torch import Tensor
 
 from attnlab.config import ImageDataConfig
 from attnlab.data.augment import Augment
+from attnlab.data.digits import LEVELS as DIGIT_LEVELS
+from attnlab.data.digits import load_digits
 from attnlab.data.download import RemoteFile, fetch, safe_extract
 from attnlab.errors import UserError
 from attnlab.registry import Registry
@@ -272,11 +275,9 @@ def _labels(labels: np.ndarray) -> Tensor:
 
 @DATASETS.register("digits")
 def _load_digits(cfg: ImageDataConfig) -> _Splits:
-    """scikit-learn's 1797 8x8 digits (16 grey levels), fixed stratified 80/20 train/test."""
-    from sklearn.datasets import load_digits
-
+    """The 1797 8x8 UCI digits shipped with attnlab (counts 0..16), fixed stratified 80/20 train/test."""
     digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    images = torch.from_numpy(digits.images.astype(np.float32) / DIGIT_LEVELS).unsqueeze(1)  # (N, 1, 8, 8)
     everything = ImageSet.from_tensor(images, _labels(digits.target))
     train, test = split_off(everything, round(DIGITS_TEST_FRACTION * len(everything)))
     return _Splits(train, test, [str(d) for d in range(10)], channels=1)

@@ -341,6 +341,13 @@ class TranslationTrainable:
         scores, _ = score_split(self.model, self.toks, self.valid, greedy, self.device)
         return {"loss": total / max(units, 1), "bleu": scores["bleu"], "chrf": scores["chrf"]}
 
+    def attention_image(self) -> Tensor | None:
+        """The attention (output steps, source tokens) of the greedy translation of the first
+        valid sentence, for live views (``logger=tensorboard``); None without attention."""
+        greedy = DecodeConfig(**{**OmegaConf.to_container(self.cfg.decode), "beam_size": 1, "sampling": False})
+        hyp = translate_sentences(self.model, self.toks, self.valid.sources[:1], greedy, self.device, need_weights=True)
+        return hyp[0].attention if hyp else None
+
     def checkpoint_extra(self) -> dict[str, Any]:
         return self.toks.to_extra()
 

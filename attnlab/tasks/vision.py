@@ -78,6 +78,15 @@ class ImageClassification:
         scores = score(self.model, self.data.valid, len(self.data.classes), self.device)
         return {"accuracy": scores["accuracy"], "loss": scores["loss"]}
 
+    def attention_image(self) -> Tensor | None:
+        """The last layer's attention (tokens, tokens), averaged over heads, of the first valid
+        image, for live views (``logger=tensorboard``)."""
+        if len(self.data.valid) == 0:
+            return None
+        images, sizes, _ = self.data.valid.batch(torch.arange(1))
+        weights = self.model.attention_weights(images.to(self.device), sizes.to(self.device))[-1]  # (1, H, T, T)
+        return weights[0].mean(0)
+
     def checkpoint_extra(self) -> dict[str, Any]:
         return {
             "classes": list(self.data.classes),
