@@ -468,8 +468,13 @@ def common_overrides(rows: Sequence[Row]) -> str:
 
 
 def warnings_for(rows: Sequence[Row]) -> list[str]:
-    """Things that make a comparison less trustworthy: repeated seeds, disagreeing parameter counts."""
+    """Things that make a comparison less trustworthy: fewer than 3 seeds, repeated seeds,
+    disagreeing parameter counts."""
     notes = []
+    few = [r for r in rows if 0 < r.n_seeds < significance.MIN_SEEDS]
+    if few and len(rows) > 1:
+        names = ", ".join(f"{r.variant} ({r.n_seeds})" for r in few)
+        notes.append(f"fewer than {significance.MIN_SEEDS} seeds, so no difference with them is called significant: {names}")
     for row in rows:
         repeated = sorted((str(s) for s, c in Counter(map(str, row.seeds)).items() if c > 1))
         if repeated:
