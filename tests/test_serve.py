@@ -105,7 +105,7 @@ def test_a_typed_sentence_gets_the_same_data_as_the_page_file(servers):
     result = item["results"][0]
     att = model.attention("Ich habe Hunger.", n_best=3)
     assert [h["text"] for h in result["hypotheses"]] == [h.text for h in att.hypotheses]
-    np.testing.assert_allclose(np.array(result["hypotheses"][0]["cross"]), att.best.cross, atol=1e-4)
+    np.testing.assert_allclose(np.array(result["hypotheses"][0]["cross"]) / 1e4, att.best.cross, atol=1e-4)
     status, form_item = post(running.url + "/api/translate", b"text=Ich+habe+Hunger.", "application/x-www-form-urlencoded")
     assert status == 200 and form_item == item
 
@@ -118,7 +118,7 @@ def test_an_uploaded_image_gets_its_attention_and_top_classes(servers):
     from PIL import Image
 
     att = model.attention(Image.open(io.BytesIO(png_bytes(4))))
-    np.testing.assert_allclose(np.array(result["weights"]), att.weights, atol=1e-4)
+    np.testing.assert_allclose(np.array(result["weights"]) / 1e4, att.weights, atol=1e-4)
     assert [c for c, _ in result["top"]] == [c for c, _ in att.top]
 
 
@@ -147,6 +147,30 @@ def test_bad_input_is_a_4xx_with_a_message_and_the_server_keeps_serving(servers,
     assert answer[0] == status and message in answer[1]["error"]
     assert translate(text_url, "Hallo.")[0] == 200  # still serving
     assert post(image_url + "/api/classify", *multipart("ok.png", png_bytes(1)))[0] == 200
+
+
+def test_a_chunked_upload_without_length_is_cut_off_at_the_limit(servers):
+    """No Content-Length to refuse early: the body is counted while it streams in."""
+    import http.client
+
+    running = servers["vit"][1]
+    body, content_type = multipart("big.png", b"\0" * 200_000)
+    conn = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
+    conn.putrequest("POST", "/api/classify")
+    conn.putheader("Content-Type", content_type)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    try:
+        for start in range(0, len(body), 16_384):
+            chunk = body[start:start + 16_384]
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may answer and close before the whole body is sent
+    response = conn.getresponse()
+    assert response.status == 413 and "limit" in json.loads(response.read())["error"]
+    conn.close()
+    assert post(running.url + "/api/classify", *multipart("ok.png", png_bytes(2)))[0] == 200
 
 
 def test_twenty_concurrent_requests_are_all_answered(servers):

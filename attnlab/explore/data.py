@@ -1,9 +1,10 @@
 """The explorer's data: what the page shows, as plain JSON-ready dicts.
 
 One page shows one or more *panels* (a loaded model each; two with ``compare=``) and a list of
-*items* (sentences or images); each item holds one result per panel. Weights are rounded to
-``decimals`` places (four by default: the page stays small, and 1e-4 is below what a colour or a
-table shows); rows of every matrix are queries, columns keys.
+*items* (sentences or images); each item holds one result per panel. Weights are stored as
+integers in units of 10^-``decimals`` (four decimals by default: 0.1234 is stored as 1234, which
+keeps the page small, and 1e-4 is below what a colour or a table shows; the page divides by
+``scale`` = 10^decimals); rows of every matrix are queries, columns keys.
 
 Translation result::
 
@@ -37,8 +38,8 @@ KIND_LABELS = {"cross": "cross-attention", "encoder": "encoder self-attention", 
 
 
 def rounded(array: np.ndarray, decimals: int) -> list:
-    """Nested lists of floats rounded to ``decimals`` places (-0.0 becomes 0.0)."""
-    return (np.round(np.asarray(array, dtype=np.float64), decimals) + 0.0).tolist()
+    """Nested lists of integers: the values in units of 10^-``decimals``, rounded."""
+    return np.rint(np.asarray(array, dtype=np.float64) * 10**decimals).astype(np.int64).tolist()
 
 
 def normalised_entropy(weights: np.ndarray, causal: bool = False) -> np.ndarray:
@@ -76,7 +77,7 @@ def translation_result(att: Any, decimals: int) -> dict[str, Any]:
             }
             for h in att.hypotheses
         ],
-        "entropy": {k: rounded(v, 4) for k, v in entropy.items()},
+        "entropy": {k: np.round(v, 4).tolist() for k, v in entropy.items()},
     }
 
 
@@ -98,7 +99,7 @@ def vision_result(att: Any, decimals: int) -> dict[str, Any]:
         "image": png_data_url(att.image), "height": int(height), "width": int(width), "patch": att.patch,
         "grid": list(att.grid), "has_cls": att.has_cls, "top": [[c, round(p, 4)] for c, p in att.top],
         "weights": rounded(att.weights, decimals), "rollout": rounded(att.rollout, decimals),
-        "entropy": {"self": rounded(normalised_entropy(att.weights), 4)},
+        "entropy": {"self": np.round(normalised_entropy(att.weights), 4).tolist()},
     }
 
 
@@ -151,6 +152,7 @@ def page_data(
         "kind": models[0].task,
         "mode": mode,
         "decimals": decimals,
+        "scale": 10**decimals,  # weights are integers in units of 1 / scale
         "limits": limits or {},
         "panels": [panel_info(m) for m in models],
         "items": [
