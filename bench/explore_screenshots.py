@@ -2,7 +2,9 @@
 
     python bench/explore_screenshots.py RNN_RUN TRANSFORMER_RUN VIT_RUN [--out docs/figures]
 
-Each RUN is a training run folder (its checkpoints/best.pt is loaded). The pages are written with
+Each RUN is a training run folder (its checkpoints/best.pt is loaded): the RNN a German-English
+translator, the Transformer one of the attention gym's ``data=synthetic data.kind=reverse``
+(its cross-attention is a clean anti-diagonal after a few hundred steps), the ViT a digits model. The pages are written with
 :func:`attnlab.inference.Loaded.explore`, opened in headless system Chromium (Playwright, network
 blocked) and one view of each is clicked into place and captured. bench/explore_screenshots.sh
 trains the runs used for the README.
@@ -22,6 +24,7 @@ import attnlab
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 SENTENCES = ["Ich habe Hunger.", "Wo ist der Bahnhof?", "Das Wasser ist kalt."]
+SEQUENCES = ["a b c d e f g h", "k e b d a q", "s t a r t"]  # the reverse gym's symbols
 
 
 def main() -> None:
@@ -40,7 +43,7 @@ def main() -> None:
     from attnlab.data.digits import load_digits
 
     pages = {}
-    for name, run, items in (("rnn", args.rnn, SENTENCES), ("transformer", args.transformer, SENTENCES),
+    for name, run, items in (("rnn", args.rnn, SENTENCES), ("transformer", args.transformer, SEQUENCES),
                              ("vit", args.vit, [load_digits().images[i] / 16.0 for i in (1, 5, 8)])):
         model = attnlab.load(Path(run) / "checkpoints" / "best.pt")
         pages[name] = model.explore(items).save(work / f"{name}.html").as_uri()
@@ -60,11 +63,8 @@ def main() -> None:
 
         page.goto(pages["transformer"])
         page.wait_for_selector("body[data-ready=true]")
-        page.select_option("#item", value="1")
-        page.select_option("#panel-0 select.kind", value="decoder")
         page.select_option("#panel-0 select.layer", value="1")
-        page.select_option("#panel-0 select.head", value="0")
-        page.click('#panel-0 .row-token[data-row="3"]')
+        page.click('#panel-0 .row-token[data-row="2"]')
         page.locator("#panel-0").screenshot(path=str(out / "explore_transformer.png"))
 
         page.goto(pages["vit"])
