@@ -52,6 +52,7 @@ import yaml
 
 from attnlab import significance
 from attnlab.attention.health import collapsed
+from attnlab.runlog import read_metrics
 from attnlab.errors import UserError
 
 # The metrics reported by default, per task (the first one sorts the table and is plotted).
@@ -150,7 +151,7 @@ def load_run(path: Path) -> Run:
         config=_read_yaml(path / ".hydra" / "config.yaml") or {},
         overrides=[str(o) for o in _read_yaml(path / ".hydra" / "overrides.yaml") or []],
         results=results,
-        metrics=read_records(path / "metrics.jsonl"),
+        metrics=read_metrics(path / "metrics.jsonl"),
         problem=problem,
     )
 
@@ -164,21 +165,6 @@ def load_runs(root: str | os.PathLike[str]) -> list[Run]:
     if not runs:
         raise UserError(f"no runs in {root} (a run folder has a results.json, metrics.jsonl or .hydra/)")
     return runs
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines of ``path``; a torn last line (a crash mid-write) is skipped."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _read_results(path: Path) -> tuple[Optional[dict[str, Any]], str]:

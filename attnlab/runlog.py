@@ -69,9 +69,19 @@ class TensorBoardLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (``metrics.jsonl``); a torn last line (a crash mid-write)
+    and anything that is not an object are skipped; no file, no records."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def _jsonable(value: Any) -> Any:

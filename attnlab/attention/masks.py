@@ -27,8 +27,3 @@ def causal_mask(q_len: int, k_len: int | None = None, device: torch.device | Non
     q_pos = torch.arange(q_len, device=device).unsqueeze(1) + (k_len - q_len)  # (Tq, 1)
     k_pos = torch.arange(k_len, device=device).unsqueeze(0)  # (1, Tk)
     return k_pos <= q_pos
-
-
-def lengths_to_key_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """(B,) lengths -> (B, T) mask, True at real positions (handy for pooling)."""
-    return padding_mask(lengths, max_len).squeeze(1)

@@ -164,11 +164,7 @@ class ImageData:
     classes: list[str]
     channels: int
     mean: Tensor  # (C,) mean of the training pixels (padding excluded)
-    std: Tensor  # (C,) their standard deviation
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) in [0, 1] -> standardised with the training mean/std."""
-        return (images - self.mean.to(images)[:, None, None]) / self.std.to(images)[:, None, None]
+    std: Tensor  # (C,) their standard deviation (the model normalises with mean and std)
 
 
 def channel_stats(images: ImageSet, chunk: int = 4096) -> tuple[Tensor, Tensor]:

@@ -94,10 +94,10 @@ class Split:
         return Split(self.sources[:n], self.references[:n], cut(self.alignments), cut(self.lengths))
 
     def reference_streams(self) -> list[list[str | None]]:
-        """References as sacrebleu wants them: stream k holds every source's k-th reference,
-        ``None`` where a source has fewer (sacrebleu then uses a variable number of references)."""
-        depth = max((len(r) for r in self.references), default=0)
-        return [[r[k] if k < len(r) else None for r in self.references] for k in range(depth)]
+        """References as sacrebleu wants them (:func:`attnlab.metrics.reference_streams`)."""
+        from attnlab.metrics import reference_streams
+
+        return reference_streams(self.references)
 
     def __len__(self) -> int:
         return len(self.sources)
