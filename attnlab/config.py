@@ -287,7 +287,7 @@ class Config:
     logger: Logger = Logger.none  # tensorboard: live curves and attention images (pip install "attnlab[tensorboard]")
     resume: bool = False
     checkpoint: Optional[str] = None  # checkpoint modes: a .pt file, or a folder of mode=export
-    input: Optional[str] = None  # mode=translate: a text file (default stdin); predict: image or dir
+    input: Optional[str] = None  # translate: a text file (default stdin); predict: image or dir; explore: sentence, file, image or dir
     output: Optional[str] = None  # mode=translate: write translations here (default stdout)
     compare: Optional[str] = None  # mode=explore/serve: a second checkpoint shown beside the first
 

@@ -131,3 +131,15 @@ def test_explore_shows_inline_in_jupyter_as_a_self_contained_page(tiny_runs, nam
     data = json.loads(re.search(r'<script id="attnlab-data" type="application/json">(.*?)</script>', page, re.S).group(1))
     assert data["kind"] == model.task and len(data["items"]) == 1
     assert view.save(tmp_path / "page.html").read_text(encoding="utf-8") == page
+
+
+@pytest.mark.parametrize("name", ["transformer", "vit"])
+def test_an_exported_folder_loads_like_its_checkpoint(tiny_runs, tmp_path, name):
+    from attnlab.api import run
+
+    run(["mode=export", f"checkpoint={best(tiny_runs, name)}", f"output={tmp_path / 'export'}"], run_dir=tmp_path / "run")
+    exported, original = attnlab.load(tmp_path / "export"), attnlab.load(best(tiny_runs, name))
+    if name == "vit":
+        assert exported.predict(image_of(2)) == original.predict(image_of(2))
+    else:
+        assert exported.translate(SENTENCES, beam_size=3, n_best=2) == original.translate(SENTENCES, beam_size=3, n_best=2)
