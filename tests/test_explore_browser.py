@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import attnlab
+from attnlab.explore.data import normalised_entropy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,6 +104,9 @@ def test_transformer_page_shows_the_weights_of_the_clicked_token_layer_head_and_
     assert page.input_value("#panel-0 select.layer") == "0" and page.input_value("#panel-0 select.head") == "1"
     entropy = page.eval_on_selector_all("#panel-0 .entropy td.cell", "cells => cells.map(c => Number(c.dataset.entropy))")
     assert len(entropy) == L * att.best.cross.shape[1] and all(0 <= e <= 1 for e in entropy)
+    np.testing.assert_allclose(entropy, normalised_entropy(att.hypotheses[2].cross).ravel(), atol=1e-4)  # the shown one
+    assert page.eval_on_selector_all(  # collapsed heads are marked, and only those
+        "#panel-0 .entropy td.cell", "cs => cs.every(c => c.classList.contains('collapsed') === (Number(c.dataset.entropy) < 0.1))")
 
     check_exports(page)
     assert errors == [] and blocked == []

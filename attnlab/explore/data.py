@@ -10,8 +10,9 @@ Translation result::
 
     {"source_tokens": [S], "encoder": [L][H][S][S] | null,
      "hypotheses": [{"text", "tokens": [T], "log_prob", "score",
-                     "cross": [L][H][T][S], "decoder": [L][H][T][T] | null}],
-     "entropy": {"cross": [L][H], "encoder": ..., "decoder": ...}}      # of the best hypothesis
+                     "cross": [L][H][T][S], "decoder": [L][H][T][T] | null,
+                     "entropy": {"cross": [L][H], "decoder": [L][H]}}],
+     "entropy": {"encoder": [L][H]}}
 
 Vision result::
 
@@ -57,14 +58,14 @@ def normalised_entropy(weights: np.ndarray, causal: bool = False) -> np.ndarray:
     return (entropy[..., keep] / np.log(keys[keep])).mean(-1)  # (L, H)
 
 
+def _entropies(maps: dict[str, np.ndarray | None]) -> dict[str, list]:
+    """Normalised entropy (L, H) of each kind of map that is there (decoder maps are causal)."""
+    return {kind: np.round(normalised_entropy(w, causal=kind == "decoder"), 4).tolist()
+            for kind, w in maps.items() if w is not None}
+
+
 def translation_result(att: Any, decimals: int) -> dict[str, Any]:
     """A :class:`attnlab.inference.TranslationAttention` as the page's dict."""
-    best = att.best
-    entropy = {"cross": normalised_entropy(best.cross)}
-    if att.encoder is not None:
-        entropy["encoder"] = normalised_entropy(att.encoder)
-    if best.decoder is not None:
-        entropy["decoder"] = normalised_entropy(best.decoder, causal=True)
     return {
         "source_tokens": att.source_tokens,
         "encoder": None if att.encoder is None else rounded(att.encoder, decimals),
@@ -74,10 +75,11 @@ def translation_result(att: Any, decimals: int) -> dict[str, Any]:
                 "score": None if h.score is None else round(h.score, 4),
                 "cross": rounded(h.cross, decimals),
                 "decoder": None if h.decoder is None else rounded(h.decoder, decimals),
+                "entropy": _entropies({"cross": h.cross, "decoder": h.decoder}),
             }
             for h in att.hypotheses
         ],
-        "entropy": {k: np.round(v, 4).tolist() for k, v in entropy.items()},
+        "entropy": _entropies({"encoder": att.encoder}),
     }
 
 
