@@ -149,3 +149,19 @@ def test_vision_page_hover_shows_the_patchs_attention_row(browser, pages):
     check_exports(page)
     assert errors == [] and blocked == []
     page.close()
+
+
+def test_compare_shows_two_checkpoints_side_by_side_each_with_its_own_weights(browser, pages, tmp_path):
+    transformer, sentence, _ = pages["transformer"]
+    rnn = pages["rnn_attn"][0]
+    path = transformer.explore([sentence], compare=rnn).save(tmp_path / "compare.html")
+    page, errors, blocked = open_page(browser, path.as_uri())
+    assert page.eval_on_selector_all("section.panel", "s => s.length") == 2
+    a, b = transformer.attention(sentence, beam_size=3, n_best=3), rnn.attention(sentence, beam_size=3, n_best=3)
+    page.click('#panel-1 .row-token[data-row="1"]')
+    np.testing.assert_allclose(shown(page, 1), b.best.cross[0, 0, 1], atol=TOL)
+    page.click('#panel-0 .row-token[data-row="0"]')
+    np.testing.assert_allclose(shown(page, 0), a.best.cross[-1].mean(0)[0], atol=TOL)
+    np.testing.assert_allclose(shown(page, 1), b.best.cross[0, 0, 1], atol=TOL)  # panel 1 kept its own choice
+    assert errors == [] and blocked == []
+    page.close()
