@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -72,20 +73,35 @@ def greedy_search(
     model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, need_weights: bool = False
 ) -> list[Hypothesis]:
     """Pick the most probable token at each step, for a batch src (B, S) with lengths (B,)."""
-    B = src.shape[0]
+    greedy = lambda logp: logp.argmax(dim=-1)  # noqa: E731 (the first maximum on ties, as max)
+    return [hyps[0] for hyps in _token_by_token(model, src, src_lengths, cfg, 1, greedy, need_weights)]
+
+
+def _token_by_token(
+    model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, n: int,
+    pick: Callable[[Tensor], Tensor], need_weights: bool,
+) -> list[list[Hypothesis]]:
+    """``n`` hypotheses per sentence of src (B, S), each built one token a step by ``pick``
+    (log-probabilities (B*n, V) -> tokens (B*n,)): greedy search and sampling. A hypothesis's
+    ``log_prob`` is the model's log-probability of its tokens and eos."""
+    B, dev = src.shape[0], src.device
     memory = model.encode(src, src_lengths)
+    lengths = src_lengths.to(dev)
+    if n > 1:
+        rows = torch.arange(B, device=dev).repeat_interleave(n)  # (B*n,): sentence of each row
+        memory, lengths = memory.select(rows), lengths.index_select(0, rows)
     state = model.init_state(memory)
-    limit = max_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b).to(src.device)  # (B,)
-    tokens = torch.full((B,), model.bos_id, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    score = torch.zeros(B, device=src.device)
+    limit = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b).to(dev)  # (B*n,)
+    tokens = torch.full((B * n,), model.bos_id, dtype=torch.long, device=dev)
+    done = torch.zeros(B * n, dtype=torch.bool, device=dev)
+    score = torch.zeros(B * n, device=dev)
     out: list[Tensor] = []
     weights: list[Tensor] = []
     for t in range(int(limit.max()) + 1):
-        logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B, V)
+        logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B*n, V)
         logp = _allowed(logp, limit <= t, model)
-        best_logp, tokens = logp.max(dim=-1)  # (B,)
-        score += torch.where(done, 0.0, best_logp)
+        tokens = pick(logp)  # (B*n,)
+        score += torch.where(done, 0.0, logp.gather(1, tokens.unsqueeze(1)).squeeze(1))
         tokens = tokens.masked_fill(done, model.pad_id)
         out.append(tokens)
         if w is not None:
@@ -93,10 +109,11 @@ def greedy_search(
         done |= tokens == model.eos_id
         if bool(done.all()):
             break
-    ids = torch.stack(out, dim=1)  # (B, T)
-    alpha = torch.stack(weights, dim=1) if weights else None  # (B, T, S)
-    return [_hypothesis(ids[b], float(score[b]), alpha[b] if alpha is not None else None, src_lengths[b], model)
-            for b in range(B)]
+    ids = torch.stack(out, dim=1)  # (B*n, T)
+    alpha = torch.stack(weights, dim=1) if weights else None  # (B*n, T, S)
+    hyps = [_hypothesis(ids[r], float(score[r]), alpha[r] if alpha is not None else None, lengths[r], model)
+            for r in range(B * n)]
+    return [hyps[b * n : (b + 1) * n] for b in range(B)]
 
 
 def _hypothesis(ids: Tensor, log_prob: float, alpha: Tensor | None, src_len: Tensor, model: Seq2Seq) -> Hypothesis:
@@ -221,35 +238,12 @@ def sample_n(
 ) -> list[list[Hypothesis]]:
     """``n`` samples per sentence of src (B, S), see the module docstring; each hypothesis's
     ``log_prob`` is its log-probability under the model (before temperature and cuts)."""
-    B, dev = src.shape[0], src.device
-    rows = torch.arange(B, device=dev).repeat_interleave(n)  # (B*n,): sentence of each row
-    memory = model.encode(src, src_lengths).select(rows)
-    state = model.init_state(memory)
-    lengths = src_lengths.to(dev).index_select(0, rows)
-    limit = max_lengths(lengths, cfg.max_len_a, cfg.max_len_b).to(dev)  # (B*n,)
-    tokens = torch.full((B * n,), model.bos_id, dtype=torch.long, device=dev)
-    done = torch.zeros(B * n, dtype=torch.bool, device=dev)
-    score = torch.zeros(B * n, device=dev)
-    out: list[Tensor] = []
-    weights: list[Tensor] = []
-    for t in range(int(limit.max()) + 1):
-        logp, state, w = model.step(tokens, state, memory, need_weights=need_weights)  # (B*n, V)
-        logp = _allowed(logp, limit <= t, model)
+
+    def draw(logp: Tensor) -> Tensor:
         probs = filter_logits(logp, cfg.temperature, cfg.top_k, cfg.top_p).softmax(-1)  # (B*n, V)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B*n,)
-        score += torch.where(done, 0.0, logp.gather(1, tokens.unsqueeze(1)).squeeze(1))
-        tokens = tokens.masked_fill(done, model.pad_id)
-        out.append(tokens)
-        if w is not None:
-            weights.append(w)
-        done |= tokens == model.eos_id
-        if bool(done.all()):
-            break
-    ids = torch.stack(out, dim=1)  # (B*n, T)
-    alpha = torch.stack(weights, dim=1) if weights else None  # (B*n, T, S)
-    hyps = [_hypothesis(ids[r], float(score[r]), alpha[r] if alpha is not None else None, lengths[r], model)
-            for r in range(B * n)]
-    return [hyps[b * n : (b + 1) * n] for b in range(B)]
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _token_by_token(model, src, src_lengths, cfg, n, draw, need_weights)
 
 
 def n_best_batch(
