@@ -67,6 +67,14 @@ class Cell(Choice):
     lstm = "lstm"
 
 
+class InputFeeding(Choice):
+    """What the RNN decoder's first layer reads besides x'_t (see attnlab.models.rnn_attn)."""
+
+    seed = "seed"  # [o_{t-1}; x'_t; c_{t-1}]: the seed text's RNN(o_{t-1}, x'_t, c_{t-1})
+    context = "context"  # [x'_t; c_{t-1}]
+    attentional = "attentional"  # [x'_t; h~_{t-1}]: Luong et al. 2015, sec. 3.3
+
+
 class NormPosition(Choice):
     pre = "pre"
     post = "post"
@@ -171,6 +179,11 @@ class RNNAttnConfig:
     attn_dim: int = 256  # size of the projected keys W_K h_i and queries W_Q s_t
     dropout: float = 0.2
     tie_embeddings: bool = True  # output projection shares the target embedding
+    input_feeding: InputFeeding = InputFeeding.seed  # what the decoder reads besides x'_t
+    # Normalise q_t and k_i to unit length before scoring and scale the queries by a learned
+    # g (init qk_scale; Henry et al. 2020 "query-key normalisation"); 0 = off (the plain scores
+    # saturate within 50 updates and attention collapses onto the source </s>).
+    qk_scale: float = 10.0
 
 
 @dataclass
@@ -229,6 +242,7 @@ class TrainerConfig:
     accum_steps: int = 1  # batches whose gradients are summed into one optimizer step (a batch accum_steps x larger)
     validate_every_steps: int = 0  # validate every N optimizer steps too (curves within an epoch); 0 = each epoch
     average_last: int = 0  # keep the weights of the last N validations; test with their average (averaged.pt)
+    compile: bool = False  # torch.compile the training computation (start-up cost: see docs/benchmarks.md)
 
 
 @dataclass

@@ -162,6 +162,17 @@ def make_optimizer(model: nn.Module, cfg: TrainerConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
 
 
+def compile_for_training(model: nn.Module) -> None:
+    """``trainer.compile=true``: the model's own ``compile_for_training()`` when it has one (the
+    RNN compiles its loop body, not the whole loop), else ``torch.compile`` of its forward, in
+    place (``nn.Module.compile``), so parameter names and checkpoints stay the same."""
+    hook = getattr(model, "compile_for_training", None)
+    if hook is not None:
+        hook()
+    else:
+        model.compile(dynamic=True)
+
+
 class _StopSignal:
     """Turns SIGINT/SIGTERM into a flag that the loop checks between steps."""
 
@@ -240,6 +251,8 @@ class Trainer:
     def fit(self, task: Trainable) -> TrainState:
         cfg, st = self.cfg, self.state
         self.module = task.model
+        if cfg.compile:
+            compile_for_training(self.module)
         optimizer = make_optimizer(self.module, cfg)
         self.scaler = make_scaler(cfg, self.device)
         if self.full_cfg.resume:

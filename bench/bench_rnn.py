@@ -3,15 +3,22 @@
     python bench/bench_rnn.py            # ~6 minutes on 2 CPU cores
     python bench/bench_rnn.py --quick    # ~2 minutes
 
-Both models have the same sizes and parameters count (bi-GRU encoder, GRU decoder with input
-feeding of the previous context, dot attention over W_K h and W_Q s, Luong output layer, tied
-embeddings) and see the same batches of real Tatoeba de->en pairs in the same run. The plain
-reference is how the model is usually first written:
+attnlab's model with ``model.input_feeding=context`` and the plain reference have the same
+equations, sizes and parameter count (bi-GRU encoder, GRU decoder with input feeding of the
+previous context, dot attention over W_K h and W_Q s, Luong output layer, tied embeddings) and
+see the same batches of real Tatoeba de->en pairs in the same run. The plain reference is how the
+model is usually first written:
 
 - encoder: ``nn.GRU`` on packed sequences;
 - decoder: a Python loop over time steps with ``nn.GRUCell`` on ``[x'_t ; c_{t-1}]``, the
   attention recomputed naively at every step (keys W_K h_i projected again each step), and the
   output layer + log-softmax inside the loop.
+
+Also timed in the same run: attnlab's model as the default recipe builds it (``seed`` input
+feeding, query-key normalisation; training only), and a floor: a teacher-forced ``torch.nn.GRU``
+encoder-decoder without attention (packed bi-GRU encoder, one ``nn.GRU`` call over all target
+positions, the same output layer), which no decoder that reads its previous context in a
+Python loop can beat.
 
 Printed (per second of CPU time of this process, single thread by default, so the numbers hold
 on a shared machine): training target tokens/s (forward + backward + AdamW) and decoding sentences/s with
@@ -98,6 +105,30 @@ class PlainRNN(Seq2Seq):
         return tuple(x.index_select(0, index) for x in state)
 
 
+class FloorGRU(nn.Module):
+    """The floor: no attention, no input feeding, so the decoder is one ``nn.GRU`` call."""
+
+    def __init__(self, cfg: RNNAttnConfig, vocab: int) -> None:
+        super().__init__()
+        H, E = cfg.hidden_dim, cfg.emb_dim
+        self.src_embed = nn.Embedding(vocab, E, padding_idx=0)
+        self.tgt_embed = nn.Embedding(vocab, E, padding_idx=0)
+        self.encoder = nn.GRU(E, H // 2, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(H, H)
+        self.decoder = nn.GRU(E, H, batch_first=True)
+        self.combine = nn.Linear(H, E)
+        self.out = nn.Linear(E, vocab)
+        self.out.weight = self.tgt_embed.weight
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(self.src_embed(src), src_lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        _, h_n = self.encoder(packed)
+        s0 = torch.tanh(self.bridge(torch.cat([h_n[0], h_n[1]], dim=1))).unsqueeze(0)  # (1, B, H)
+        states, _ = self.decoder(self.tgt_embed(tgt_in), s0)  # (B, T, H)
+        return self.out(torch.tanh(self.combine(states)))
+
+
 def prepare(args: argparse.Namespace):
     data = load_corpus(OmegaConf.structured(TextDataConfig(max_train_pairs=args.pairs, max_eval_sentences=args.decode)))
     pairs = data.train.pairs()
@@ -157,32 +188,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and sentences (~2 minutes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: shared machines)")
+    parser.add_argument("--train-only", action="store_true", help="skip the decoding measures")
+    parser.add_argument("--compile", action="store_true", help="attnlab's model with trainer.compile")
     args = parser.parse_args()
     args.pairs, args.steps, args.decode = (8000, 6, 256) if args.quick else (30000, 20, 1000)
     args.vocab, args.max_tokens = 4000, 4096
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     vocab, batches, test = prepare(args)
-    cfg = RNNAttnConfig(emb_dim=256, hidden_dim=256, attn_dim=256, dropout=0.0)
-    ours = RNNAttention(OmegaConf.structured(cfg), OmegaConf.structured(AttentionConfig(score="dot")), vocab, vocab)
-    plain = PlainRNN(cfg, vocab)
-    rows = []
-    for name, fn in [
-        ("training (target tok/s)", lambda m: train_speed(m, batches, vocab)),
-        ("greedy decoding (sent/s)", lambda m: decode_speed(m, test, 1)),
-        ("beam-5 decoding (sent/s)", lambda m: decode_speed(m, test, 5)),
-    ]:
-        a, b = fn(plain), fn(ours)
-        rows.append((name, b, a))
+    cfg = RNNAttnConfig(emb_dim=256, hidden_dim=256, attn_dim=256, dropout=0.0, input_feeding="context")
+    dot = OmegaConf.structured(AttentionConfig(score="dot"))
+    ours = RNNAttention(OmegaConf.structured(cfg), dot, vocab, vocab)
+    default_cfg = RNNAttnConfig(emb_dim=256, hidden_dim=256, attn_dim=256, dropout=0.0, input_feeding="seed",
+                                qk_scale=10.0)
+    ours_default = RNNAttention(OmegaConf.structured(default_cfg), dot, vocab, vocab)
+    plain, floor = PlainRNN(cfg, vocab), FloorGRU(cfg, vocab)
+    if args.compile:
+        start = clock()
+        ours.compile_for_training()
+        train_speed(ours, batches[:3], vocab)
+        print(f"compile: {clock() - start:.0f} s of CPU time for the first 3 steps")
+    train = lambda m: train_speed(m, batches, vocab)
+    rows = [("training (target tok/s)", train(ours), train(plain))]
+    default_train, floor_train = train(ours_default), train(floor)
+    if not args.train_only:
+        for name, fn in [
+            ("greedy decoding (sent/s)", lambda m: decode_speed(m, test, 1)),
+            ("beam-5 decoding (sent/s)", lambda m: decode_speed(m, test, 5)),
+        ]:
+            a, b = fn(plain), fn(ours)
+            rows.append((name, b, a))
     params = lambda m: sum(p.numel() for p in m.parameters())
     print(f"\nrnn_attn, emb 256, hidden 256 (bi-GRU 2 x 128), attention dot over 256, vocab {vocab}; "
           f"params attnlab {params(ours):,}, plain {params(plain):,}; {args.threads} thread(s), "
-          f"{len(batches) - 1} timed batches of <= {args.max_tokens} tokens, {len(test)} test sentences\n")
+          f"{len(batches) - 1} timed batches of <= {args.max_tokens} tokens, {len(test)} test sentences"
+          f"{', trainer.compile' if args.compile else ''}\n")
     print(f"machine: {machine_summary()}\n")
-    print("| measure | attnlab rnn_attn | plain reference | speed-up |")
+    print("| measure | attnlab rnn_attn (input_feeding=context) | plain reference | speed-up |")
     print("|---|---:|---:|---:|")
     for name, ours_v, plain_v in rows:
         print(f"| {name} | {ours_v:,.0f} | {plain_v:,.0f} | {ours_v / plain_v:.2f}x |")
+    plain_train = rows[0][2]
+    print(f"\ntraining, target tok/s, same run: attnlab default decoder (seed feeding, qk_scale 10) "
+          f"{default_train:,.0f} ({default_train / plain_train:.2f}x plain); floor (nn.GRU, no attention) "
+          f"{floor_train:,.0f} ({floor_train / plain_train:.2f}x plain)")
 
 
 if __name__ == "__main__":

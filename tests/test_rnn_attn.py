@@ -9,13 +9,14 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from attnlab.config import AttentionConfig, RNNAttnConfig
+from attnlab.attention.scores import SCORES as SCORE_REGISTRY
+from attnlab.config import AttentionConfig, DecodeConfig, InputFeeding, RNNAttnConfig
 from attnlab.decode import greedy_search
-from attnlab.config import DecodeConfig
 from attnlab.models.rnn_attn import DecoderState, Encoder, GRUStep, LSTMStep, RNNAttention, reverse_padded
 from attnlab.models.seq2seq import Memory
 
-SCORES = ["dot", "scaled_dot", "general", "additive", "none"]
+SCORES = [*SCORE_REGISTRY, "none"]  # every registered scoring, and no attention
+FEEDINGS = [f.value for f in InputFeeding]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,7 +90,10 @@ def test_encoder_equals_torch_rnn_on_packed_sequences(cell, rnn):
 def test_decoder_step_follows_the_seed_equations_by_hand():
     """s_t = GRU([x'_t; c_{t-1}], s_{t-1}); k = W_K h; q = W_Q s_t; alpha = softmax(k^T q);
     c_t = sum alpha_i h_i; logits = W_s tanh(W_c [s_t; c_t]) -- with weights chosen by hand."""
-    model = make_model("dot", vocab=3, emb_dim=2, hidden_dim=2, attn_dim=2, bidirectional=False, tie_embeddings=False)
+    model = make_model(
+        "dot", vocab=3, emb_dim=2, hidden_dim=2, attn_dim=2, bidirectional=False, tie_embeddings=False,
+        input_feeding="context",
+    )
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()  # GRU with zero weights: r = z = 1/2, n = 0, so s_t = s_{t-1} / 2
@@ -110,6 +114,98 @@ def test_decoder_step_follows_the_seed_equations_by_hand():
     h_tilde = torch.tanh(torch.tensor([[1.0, c[0, 1]]]))  # tanh(W_c [s_t; c_t])
     logits = torch.stack([h_tilde[0, 0], h_tilde[0, 1], h_tilde.sum()]).unsqueeze(0)
     torch.testing.assert_close(logp, torch.log_softmax(logits, dim=-1))
+
+
+def _random_state(model: RNNAttention, batch: int, seed: int) -> DecoderState:
+    g = torch.Generator().manual_seed(seed)
+    H, E = model.hidden_dim, model.combine.out_features
+    context = torch.randn(batch, H, generator=g) if model.use_attention else None
+    output = torch.randn(batch, E, generator=g) if model.feed_output else None
+    return DecoderState([torch.randn(batch, H, generator=g)], context, output)
+
+
+@pytest.mark.parametrize("feeding", FEEDINGS)
+def test_each_fed_vector_changes_the_next_state_and_nothing_else_does(feeding):
+    """seed: s_t reads o_{t-1} and c_{t-1}; context: c_{t-1} only; attentional: h~_{t-1} only.
+    Random weights (none zeroed): changing a fed vector changes s_t, changing another does not."""
+    torch.manual_seed(0)
+    model = make_model("dot", input_feeding=feeding).eval()
+    src, lengths = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]]), torch.tensor([4, 3])
+    memory = model.encode(src, lengths)
+    tokens = torch.tensor([4, 5])
+    base = _random_state(model, 2, seed=1)
+    if base.output is None:  # context feeding keeps no h~_{t-1}: give it one to ignore
+        base.output = torch.randn(2, model.combine.out_features)
+    s_base = model.step(tokens, base, memory)[1].layers[0]
+    for field, fed in (("context", feeding in ("seed", "context")), ("output", feeding in ("seed", "attentional"))):
+        changed = DecoderState(base.layers, base.context, base.output)
+        setattr(changed, field, getattr(base, field) + 1.0)
+        s_changed = model.step(tokens, changed, memory)[1].layers[0]
+        assert (not torch.allclose(s_changed, s_base)) == fed, (field, feeding)
+
+
+def test_seed_feeding_is_one_gru_step_on_the_concatenated_input():
+    """s_t = GRUCell([o_{t-1}; x'_t; c_{t-1}], s_{t-1}) with torch's cell (columns reordered)."""
+    torch.manual_seed(0)
+    model = make_model("general", input_feeding="seed").eval()
+    cell = model.cells[0]
+    E, H = 8, 16
+    ref = nn.GRUCell(E + E + H, H)  # input [o (E); x' (E); c (H)]
+    with torch.no_grad():
+        w_o, w_c = cell.weight_step[:, :E], cell.weight_step[:, E:]
+        ref.weight_ih.copy_(torch.cat([w_o, cell.weight_pre, w_c], dim=1))
+        ref.weight_hh.copy_(cell.weight_hh)
+        ref.bias_ih.copy_(cell.bias_ih)
+        ref.bias_hh.copy_(cell.bias_hh)
+    memory = model.encode(torch.tensor([[5, 6, 2]]), torch.tensor([3]))
+    state = _random_state(model, 1, seed=3)
+    tokens = torch.tensor([7])
+    x = model.tgt_embed(tokens) * model.embed_scale
+    want = ref(torch.cat([state.output, x, state.context], dim=1), state.layers[0])
+    torch.testing.assert_close(model.step(tokens, state, memory)[1].layers[0], want)
+
+
+@pytest.mark.parametrize("feeding", FEEDINGS)
+@pytest.mark.parametrize("score", SCORES)
+def test_teacher_forcing_equals_step_by_step_decoding(score, feeding):
+    """forward() (the training path, with precomputed inputs and the output layer at real
+    positions only) gives the log-probabilities of step() fed the same tokens one by one."""
+    torch.manual_seed(0)
+    model = make_model(score, input_feeding=feeding, dec_layers=2).eval()
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])
+    lengths = torch.tensor([5, 3])
+    tgt = torch.tensor([[1, 4, 5, 6, 7], [1, 7, 8, 0, 0]])
+    logp = torch.log_softmax(model(src, lengths, tgt), dim=-1)  # (B, T, V)
+    memory = model.encode(src, lengths)
+    state = model.init_state(memory)
+    for t in range(tgt.shape[1]):
+        step_logp, state, _ = model.step(tgt[:, t], state, memory)
+        real = tgt[:, t] != 0
+        torch.testing.assert_close(logp[real, t], step_logp[real], atol=1e-5, rtol=1e-5)
+    assert torch.all(model(src, lengths, tgt)[1, 3:] == 0)  # padded positions: no output layer
+
+
+@pytest.mark.parametrize("score", list(SCORE_REGISTRY))
+def test_query_key_normalisation_bounds_the_scores(score):
+    """With model.qk_scale = g: |q_t| = g, |k_i| = 1 before the score; for dot, |score| <= g."""
+    torch.manual_seed(0)
+    model = make_model(score, qk_scale=3.0).eval()
+    src, lengths = torch.tensor([[5, 6, 7, 2]]), torch.tensor([4])
+    memory = model.encode(src, lengths)
+    q = model._query(torch.randn(4, 16) * 100)
+    torch.testing.assert_close(q.norm(dim=-1), torch.full((4,), 3.0))
+    if score in ("dot", "scaled_dot", "general"):
+        torch.testing.assert_close(memory.extra["keys"].norm(dim=-1), torch.ones(1, 4))
+    if score == "dot":
+        scores = model.score(q.unsqueeze(0), memory.extra["keys"])  # (1, 4, S)
+        assert scores.abs().max() <= 3.0 + 1e-5
+
+
+def test_negative_qk_scale_is_a_user_error():
+    from attnlab.errors import UserError
+
+    with pytest.raises(UserError, match="qk_scale"):
+        make_model(qk_scale=-1.0)
 
 
 @pytest.mark.parametrize("score", SCORES)
@@ -146,10 +242,13 @@ def copy_task(n=64, length=5, vocab=12, seed=0):
     return src, torch.full((n,), length + 1), tgt
 
 
-@pytest.mark.parametrize("score,cell", [(s, "gru") for s in SCORES] + [("dot", "lstm"), ("none", "lstm")])
-def test_every_scoring_trains_and_decodes(score, cell):
+@pytest.mark.parametrize(
+    "score,cell,feeding",
+    [(s, "gru", "seed") for s in SCORES] + [("dot", "lstm", f) for f in FEEDINGS] + [("none", "lstm", "seed")],
+)
+def test_every_scoring_trains_and_decodes(score, cell, feeding):
     torch.manual_seed(0)
-    model = make_model(score, cell=cell, tie_embeddings=score != "general")
+    model = make_model(score, cell=cell, tie_embeddings=score != "general", input_feeding=feeding)
     src, lengths, tgt = copy_task()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
@@ -190,3 +289,22 @@ def test_odd_hidden_size_with_bidirectional_encoder_is_a_user_error():
 
     with pytest.raises(UserError, match="must be even"):
         make_model(hidden_dim=15)
+
+
+@pytest.mark.slow
+def test_compiled_training_step_equals_the_plain_one():
+    """trainer.compile: the compiled loop bodies give the same loss and gradients (minutes of
+    compilation on a small CPU, hence slow)."""
+    torch.manual_seed(0)
+    plain = make_model("dot", qk_scale=5.0)
+    compiled = make_model("dot", qk_scale=5.0)
+    compiled.load_state_dict(plain.state_dict())
+    compiled.compile_for_training()
+    src, lengths, tgt = copy_task(n=8)
+    for model in (plain, compiled):
+        loss = F.cross_entropy(model(src, lengths, tgt[:, :-1]).reshape(-1, 12), tgt[:, 1:].reshape(-1))
+        loss.backward()
+        model.loss = loss.detach()
+    torch.testing.assert_close(compiled.loss, plain.loss)
+    for (name, p), q in zip(plain.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)

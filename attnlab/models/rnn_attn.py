@@ -1,31 +1,51 @@
-"""RNN encoder-decoder with attention, following the seed's equations literally.
+"""RNN encoder-decoder with attention, after the seed's equations.
 
 Encoder (Bahdanau et al. 2015, sec. 3.2): a (bi)directional GRU or LSTM reads the source
 x_1..x_m into states h_1..h_m (forward and backward halves concatenated, each direction
 ``hidden_dim // 2`` wide, so h_i has ``hidden_dim`` features, as OpenNMT's ``brnn``).
 
-Decoder, one step t (the seed's o_t, s_t = RNN(o_{t-1}, x'_t, c_{t-1}); close to Luong et al.
-2015, sec. 3.3 "input feeding", which feeds the attentional state h~_{t-1} instead of c_{t-1}):
+Decoder, one step t (the seed's o_t, s_t = RNN(o_{t-1}, x'_t, c_{t-1})):
 
-    s_t   = RNN([x'_t ; c_{t-1}], s_{t-1})          the previous context is an input
+    s_t   = RNN([o_{t-1} ; x'_t ; c_{t-1}], s_{t-1})   model.input_feeding=seed (see below)
     k_i   = W_K h_i                                  keys, computed once per sentence
     q_t   = W_Q s_t                                  query
     a~_ti = score(q_t, k_i)                          dot = k_i^T q_t (seed), or any other scoring
     alpha_t = softmax(a~_t)                          padded source positions masked out
     c_t   = sum_i alpha_ti h_i                       values are the raw encoder states
-    h~_t  = tanh(W_c [s_t ; c_t])                    Luong et al. 2015, eq. 5
+    o_t = h~_t = tanh(W_c [s_t ; c_t])               Luong et al. 2015, eq. 5
     p(y_t | y_<t, x) = softmax(W_s h~_t)             Luong et al. 2015, eq. 6 (W_s may be tied
                                                      to the target embedding, Press & Wolf 2017)
 
+What the first decoder layer reads besides x'_t (``model.input_feeding``):
+
+- ``seed``: o_{t-1} and c_{t-1}, the seed's RNN(o_{t-1}, x'_t, c_{t-1}); the decoder's output
+  vector o is h~ (the vector the output layer reads);
+- ``context``: c_{t-1} only;
+- ``attentional``: h~_{t-1} only, Luong et al. 2015, sec. 3.3 ("input feeding").
+
+The RNN's input is one vector; the column order of W_ih differs from the written concatenation,
+which changes nothing (a test checks ``seed`` against ``torch.nn.GRUCell`` on [o; x'; c]).
+
+Query-key normalisation (``model.qk_scale`` = g > 0): q_t = g W_Q s_t / |W_Q s_t| and
+k_i = W_K h_i / |W_K h_i| before any scoring, g = exp(log g) learned (Henry et al. 2020,
+"Query-Key Normalization for Transformers"). With dot scoring the logits are g cos(q, k), at
+most g in size. Why: unnormalised, the logits grow from a spread of 0.5 to 30 within the first
+50 updates of the default recipe (AdamW moves every entry of W_Q and W_K at once, and the score is
+their product), the softmax saturates to one-hot, its gradient vanishes, and the attention stays
+a fixed pointer, mostly to the source ``</s>``: measured by ``bench/rnn_attention_collapse.py``,
+numbers in docs/benchmarks.md.
+
 The decoder starts from s_0 = tanh(W_b [h->_m ; h<-_1]) (after Bahdanau et al. 2015, appendix
-A.2.2, which uses h<-_1 alone) and c_0 = 0. With ``attention=none`` the model is the classic encoder-decoder (Sutskever et al.
-2014; Cho et al. 2014): the same s_0 from the encoder's final states, no context vectors,
-h~_t = tanh(W_c s_t).
+A.2.2, which uses h<-_1 alone), c_0 = 0 and o_0 = 0. With ``attention=none`` the model is the
+classic encoder-decoder (Sutskever et al. 2014; Cho et al. 2014): the same s_0 from the encoder's
+final states, no context vectors, h~_t = tanh(W_c s_t) (and o_{t-1} fed back with ``seed`` or
+``attentional``).
 
 Speed. Teacher-forced training runs a Python loop over target positions, so the loop does only
 what depends on the previous step: the target embeddings and their input-to-hidden product
-(W_ih x'_t for every t), the keys W_K h_i and the output layer over all positions are computed
-outside the loop, in a few large matrix products.
+(W_ih x'_t for every t), the keys W_K h_i and the output layer are computed outside the loop, in
+a few large matrix products, and the output layer only at real (non-pad) target positions.
+``trainer.compile=true`` compiles the loop bodies (:meth:`RNNAttention.compile_for_training`).
 """
 
 from __future__ import annotations
@@ -205,10 +225,12 @@ class Encoder(nn.Module):
 
 @dataclass
 class DecoderState:
-    """s_{t-1} of every decoder layer and the previous context c_{t-1} (None without attention)."""
+    """s_{t-1} of every decoder layer, the previous context c_{t-1} (None without attention) and
+    the previous output vector h~_{t-1} (None when the decoder does not read it back)."""
 
     layers: list[CellState]
     context: Tensor | None
+    output: Tensor | None = None
 
 
 def _select(state: CellState, index: Tensor) -> CellState:
@@ -221,7 +243,7 @@ class RNNAttention(Seq2Seq):
     """The seed's RNN translator; see the module docstring for the equations.
 
     Args:
-        cfg: sizes, cell type, dropout, tying (:class:`attnlab.config.RNNAttnConfig`).
+        cfg: sizes, cell type, dropout, tying, input feeding (:class:`attnlab.config.RNNAttnConfig`).
         attention: the scoring (``none`` = no attention) and the additive score's hidden size.
         src_vocab, tgt_vocab: vocabulary sizes (pad = 0).
     """
@@ -231,9 +253,14 @@ class RNNAttention(Seq2Seq):
         step_cls = CELLS[str(cfg.cell)]
         if cfg.bidirectional and cfg.hidden_dim % 2:
             raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
+        if cfg.qk_scale < 0:
+            raise UserError(f"model.qk_scale={cfg.qk_scale} must be >= 0 (0 = no query-key normalisation)")
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
         self.fused, self.backend = attention.fused, str(getattr(attention, "backend", "auto"))
+        feeding = str(cfg.input_feeding)
+        self.feed_context = self.use_attention and feeding in ("seed", "context")  # c_{t-1}
+        self.feed_output = feeding in ("seed", "attentional")  # o_{t-1} = h~_{t-1}
         # Embeddings start small (std E^-1/2, so tied output logits start near 0) and are scaled
         # by sqrt(E) on input, so the RNNs see unit-variance inputs (as Vaswani et al. 2017, 3.4).
         self.embed_scale = math.sqrt(E)
@@ -244,14 +271,18 @@ class RNNAttention(Seq2Seq):
         self.bridge = nn.Linear(H, cfg.dec_layers * H)  # s_0 = tanh(W_b [h->_m; h<-_1]) per layer
         # attention: keys W_K h_i, query W_Q s_t, score(q, k); values = raw h_i (H wide)
         ctx_dim = H if self.use_attention else 0
+        self.log_qk_scale: nn.Parameter | None = None
         if self.use_attention:
             self.key_proj = nn.Linear(H, A, bias=False)  # W_K
             self.query_proj = nn.Linear(H, A, bias=False)  # W_Q
             self.score = make_score_for(attention, A, A)
-        # decoder: layer 0 reads [x'_t ; c_{t-1}], upper layers the layer below
+            if cfg.qk_scale > 0:  # g = exp(log g): Adam's steps change g by a factor, not a sum
+                self.log_qk_scale = nn.Parameter(torch.tensor(math.log(cfg.qk_scale)))
+        # decoder: layer 0 reads x'_t and the fed vectors, upper layers the layer below
+        fed_dim = (E if self.feed_output else 0) + (H if self.feed_context else 0)
         self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=self.pad_id)
         self.cells = nn.ModuleList(
-            [step_cls(E, ctx_dim, H)] + [step_cls(0, H, H) for _ in range(cfg.dec_layers - 1)]
+            [step_cls(E, fed_dim, H)] + [step_cls(0, H, H) for _ in range(cfg.dec_layers - 1)]
         )
         self.combine = nn.Linear(H + ctx_dim, E)  # W_c: h~_t = tanh(W_c [s_t; c_t])
         self.out = nn.Linear(E, tgt_vocab)  # W_s
@@ -271,8 +302,17 @@ class RNNAttention(Seq2Seq):
         extra = {"summary": summary}
         if self.use_attention:
             keys = self.key_proj(states)  # k_i = W_K h_i: (B, S, A), once per sentence
+            if self.log_qk_scale is not None:
+                keys = F.normalize(keys, dim=-1)  # k_i / |k_i|
             extra["keys"] = self.score.prepare_keys(keys)  # the score's key-only work (additive: U k_i), once too
         return Memory(states, padding_mask(lengths, S), extra)  # mask (B, 1, S)
+
+    def _query(self, s: Tensor) -> Tensor:
+        """q_t = W_Q s_t (B, H) -> (B, A), or g W_Q s_t / |W_Q s_t| with query-key normalisation."""
+        q = self.query_proj(s)
+        if self.log_qk_scale is None:
+            return q
+        return F.normalize(q, dim=-1) * self.log_qk_scale.exp()
 
     # ------------------------------------------------------------------ decoder
     def init_state(self, memory: Memory) -> DecoderState:
@@ -281,52 +321,79 @@ class RNNAttention(Seq2Seq):
         s0 = s0.view(B, len(self.cells), H).transpose(0, 1)  # (L, B, H)
         layers = [cell.initial(s0[i]) for i, cell in enumerate(self.cells)]
         context = memory.states.new_zeros(B, H) if self.use_attention else None  # c_0 = 0
-        return DecoderState(layers, context)
+        output = memory.states.new_zeros(B, self.combine.out_features) if self.feed_output else None  # o_0 = 0
+        return DecoderState(layers, context, output)
+
+    def _fed(self, state: DecoderState) -> Tensor | None:
+        """The vectors layer 0 reads besides x'_t: [o_{t-1}; c_{t-1}], [c_{t-1}] or [o_{t-1}]."""
+        parts = ([state.output] if self.feed_output else []) + ([state.context] if self.feed_context else [])
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else (parts[0] if parts else None)
 
     def _advance(
         self, pre: Tensor, state: DecoderState, memory: Memory, need_weights: bool
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """One decoder step from the precomputed W x'_t (B, G): returns s_t (B, H), the new state
-        (with c_t) and alpha_t (B, S) when asked for."""
+        (with c_t, and h~_t when it is fed back) and alpha_t (B, S) when asked for."""
         layers: list[CellState] = []
-        x: Tensor | None = state.context  # c_{t-1} (B, H) or None
+        x = self._fed(state)  # (B, fed) or None
         for i, cell in enumerate(self.cells):
-            new = cell(pre if i == 0 else None, x, state.layers[i])  # s_t = RNN([x'_t; c_{t-1}], s_{t-1})
+            new = cell(pre if i == 0 else None, x, state.layers[i])  # s_t = RNN([o_{t-1}; x'_t; c_{t-1}], s_{t-1})
             layers.append(new)
             x = self.dropout(cell.output(new)) if i + 1 < len(self.cells) else None
         top = self.cells[-1].output(layers[-1])  # s_t (B, H)
-        if not self.use_attention:
-            return top, DecoderState(layers, None), None
-        q = self.query_proj(top).unsqueeze(1)  # q_t = W_Q s_t: (B, A) -> (B, 1, A)
-        context, weights = attend(
-            q, memory.extra["keys"], memory.states, self.score, memory.mask, need_weights=need_weights,
-            fused=self.fused, backend=self.backend, keys_prepared=True,
-        )  # c_t = sum_i alpha_ti h_i: (B, 1, H); alpha: (B, 1, S)
-        weights = weights.squeeze(1) if weights is not None else None
-        return top, DecoderState(layers, context.squeeze(1)), weights
+        context, weights = None, None
+        if self.use_attention:
+            q = self._query(top).unsqueeze(1)  # q_t = W_Q s_t: (B, A) -> (B, 1, A)
+            context, weights = attend(
+                q, memory.extra["keys"], memory.states, self.score, memory.mask, need_weights=need_weights,
+                fused=self.fused, backend=self.backend, keys_prepared=True,
+            )  # c_t = sum_i alpha_ti h_i: (B, 1, H); alpha: (B, 1, S)
+            context = context.squeeze(1)
+            weights = weights.squeeze(1) if weights is not None else None
+        output = self._attentional(top, context) if self.feed_output else None  # h~_t, read at t + 1
+        return top, DecoderState(layers, context, output), weights
 
-    def _readout(self, s: Tensor, context: Tensor | None) -> Tensor:
-        """Logits of p(y_t) from s_t and c_t (..., H) -> (..., V) (Luong et al. 2015, eq. 5-6)."""
-        features = s if context is None else torch.cat([s, context], dim=-1)  # [s_t; c_t]
-        return self.out(self.dropout(torch.tanh(self.combine(features))))
+    def _attentional(self, s: Tensor, context: Tensor | None) -> Tensor:
+        """h~_t = tanh(W_c [s_t; c_t]) (Luong et al. 2015, eq. 5): (..., H) -> (..., E)."""
+        return torch.tanh(self.combine(s if context is None else torch.cat([s, context], dim=-1)))
+
+    def _logits(self, h_tilde: Tensor) -> Tensor:
+        """W_s h~_t (Luong et al. 2015, eq. 6): (..., E) -> (..., V)."""
+        return self.out(self.dropout(h_tilde))
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing: src (B, S), tgt_in (B, T) starting with bos -> logits (B, T, V)."""
+        """Teacher forcing: src (B, S), tgt_in (B, T) starting with bos -> logits (B, T, V).
+
+        The output layer runs only at real target positions (``tgt_in != pad``, the same
+        positions as the real ones of ``tgt_out``); padded positions get logits 0, which carry no
+        loss under ``ignore_index=pad``.
+        """
         memory = self.encode(src, src_lengths)
         state = self.init_state(memory)
         emb = self.dropout(self.tgt_embed(tgt_in) * self.embed_scale)  # x'_t for all t: (B, T, E)
         pre = self.cells[0].precompute(emb)  # W_ih x'_t + b for all t: (B, T, G)
         tops: list[Tensor] = []
         contexts: list[Tensor] = []
+        outputs: list[Tensor] = []
         # unbind, not pre[:, t]: its backward is one stack, not T zero-filled (B, T, G) tensors
         for pre_t in pre.unbind(dim=1):  # (B, G) each
             top, state, _ = self._advance(pre_t, state, memory, need_weights=False)
+            if state.output is not None:  # h~_t was needed inside the loop
+                outputs.append(state.output)
+                continue
             tops.append(top)
             if state.context is not None:
                 contexts.append(state.context)
-        s = torch.stack(tops, dim=1)  # (B, T, H)
-        c = torch.stack(contexts, dim=1) if contexts else None  # (B, T, H)
-        return self._readout(s, c)  # all positions at once: (B, T, V)
+        if outputs:
+            h_tilde = torch.stack(outputs, dim=1)  # (B, T, E)
+        else:  # all positions in one product: (B, T, H) -> (B, T, E)
+            h_tilde = self._attentional(torch.stack(tops, dim=1), torch.stack(contexts, dim=1) if contexts else None)
+        real = tgt_in != self.pad_id  # (B, T)
+        if bool(real.all()):
+            return self._logits(h_tilde)  # (B, T, V)
+        logits = h_tilde.new_zeros(*real.shape, self.out.out_features)  # (B, T, V)
+        logits[real] = self._logits(h_tilde[real])  # (N, E) -> (N, V) at the N real positions
+        return logits
 
     def step(
         self, tokens: Tensor, state: DecoderState, memory: Memory, need_weights: bool = False
@@ -334,11 +401,23 @@ class RNNAttention(Seq2Seq):
         """tokens (B,) -> log p(next token) (B, V), new state, alpha_t (B, S) or None."""
         pre = self.cells[0].precompute(self.tgt_embed(tokens) * self.embed_scale)  # (B, G)
         top, state, weights = self._advance(pre, state, memory, need_weights)
-        return F.log_softmax(self._readout(top, state.context), dim=-1), state, weights
+        h_tilde = state.output if state.output is not None else self._attentional(top, state.context)
+        return F.log_softmax(self._logits(h_tilde), dim=-1), state, weights
+
+    def compile_for_training(self) -> None:
+        """``trainer.compile=true``: ``torch.compile`` the loop bodies (one decoder step, one
+        encoder cell step) with dynamic shapes, not the loops, whose length changes from batch to
+        batch. The compiled step uses attention's math path, which the compiler fuses itself (the
+        fused path's check for all-masked rows would break the graph)."""
+        self.fused = False
+        self._advance = torch.compile(self._advance, dynamic=True)  # type: ignore[method-assign]
+        for cell in self.encoder.cells:
+            cell.forward = torch.compile(cell.forward, dynamic=True)  # type: ignore[method-assign]
 
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
         context = state.context.index_select(0, index) if state.context is not None else None
-        return DecoderState([_select(s, index) for s in state.layers], context)
+        output = state.output.index_select(0, index) if state.output is not None else None
+        return DecoderState([_select(s, index) for s in state.layers], context, output)
 
     @torch.no_grad()
     def attention_weights(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
