@@ -23,10 +23,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
-def make_model(score="dot", vocab=12, **sizes) -> RNNAttention:
+def make_model(score="dot", vocab=12, local="none", window=0, **sizes) -> RNNAttention:
     defaults = dict(emb_dim=8, hidden_dim=16, attn_dim=8, dropout=0.0)
     cfg = OmegaConf.structured(RNNAttnConfig(**{**defaults, **sizes}))
-    return RNNAttention(cfg, OmegaConf.structured(AttentionConfig(score=score)), vocab, vocab)
+    attention = AttentionConfig(score=score, local=local, window=window)
+    return RNNAttention(cfg, OmegaConf.structured(attention), vocab, vocab)
 
 
 def test_gru_step_equals_torch_gru_cell():
@@ -199,6 +200,80 @@ def test_query_key_normalisation_bounds_the_scores(score):
     if score == "dot":
         scores = model.score(q.unsqueeze(0), memory.extra["keys"])  # (1, 4, S)
         assert scores.abs().max() <= 3.0 + 1e-5
+
+
+def test_local_predictive_weights_by_hand():
+    """Luong et al. 2015, eq. 9-10: p_t = S sigmoid(v_p^T tanh(W_p s_t)); the window
+    |s - p_t| <= D; a_t(s) = softmax over the window of k_s^T q_t, times exp(-(s - p_t)^2 / (2 (D/2)^2))."""
+    model = make_model(
+        "dot", vocab=3, emb_dim=2, hidden_dim=2, attn_dim=2, bidirectional=False, tie_embeddings=False,
+        input_feeding="context", qk_scale=0.0, local="predictive", window=1,
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # GRU with zero weights: s_t = s_{t-1} / 2
+        model.key_proj.weight.copy_(torch.eye(2))  # W_K = I
+        model.query_proj.weight.copy_(torch.eye(2))  # W_Q = I
+        model.position_proj.weight.copy_(torch.eye(2))  # W_p = I
+        model.position_v.weight.copy_(torch.tensor([[1.0, 1.0]]))  # v_p = (1, 1)
+    h = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]])  # S = 5 + 1 pad
+    mask = torch.tensor([[[True] * 5 + [False]]])
+    memory = Memory(h, mask, {"keys": model.key_proj(h), "summary": h[:, 0]})
+    state = DecoderState([torch.tensor([[2.0, 0.0]])], torch.zeros(1, 2))  # s_t will be (1, 0)
+    _, new, alpha = model.step(torch.tensor([1]), state, memory, need_weights=True)
+    p_t = 5 / (1 + math.exp(-math.tanh(1.0)))  # 5 sigmoid(tanh(1) + tanh(0)) = 3.408
+    assert 2 < p_t - 1 < 3 and 4 < p_t + 1 < 5  # the window holds positions 3 and 4
+    scores = torch.tensor([2.0, 0.0])  # k_3^T q = (2, 0).(1, 0), k_4^T q = (0, 2).(1, 0)
+    align = torch.softmax(scores, dim=0)
+    gauss = torch.exp(-(torch.tensor([3.0, 4.0]) - p_t) ** 2 / (2 * 0.5**2))  # sigma = D / 2
+    want = torch.zeros(1, 6)
+    want[0, 3:5] = align * gauss
+    torch.testing.assert_close(alpha, want)
+    torch.testing.assert_close(new.context, want @ h[0])  # c_t = sum_s a_t(s) h_s
+
+
+def test_local_monotonic_attends_within_d_of_the_step():
+    torch.manual_seed(0)
+    model = make_model("dot", local="monotonic", window=1).eval()
+    src, lengths = torch.tensor([[5, 6, 7, 8, 9, 10, 2]]), torch.tensor([7])
+    memory = model.encode(src, lengths)
+    state = model.init_state(memory)
+    for t, token in enumerate([1, 4, 5, 6]):
+        _, state, alpha = model.step(torch.tensor([token]), state, memory, need_weights=True)
+        inside = (torch.arange(7) - t).abs() <= 1
+        assert torch.all(alpha[0, ~inside] == 0) and torch.all(alpha[0, inside] > 0)
+        torch.testing.assert_close(alpha.sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("local", ["monotonic", "predictive"])
+def test_local_attention_teacher_forcing_equals_step_by_step(local):
+    torch.manual_seed(0)
+    model = make_model("general", local=local, window=2).eval()
+    src = torch.tensor([[5, 6, 7, 8, 9, 10, 2], [9, 10, 2, 0, 0, 0, 0]])
+    lengths = torch.tensor([7, 3])
+    tgt = torch.tensor([[1, 4, 5, 6, 7, 8], [1, 7, 8, 0, 0, 0]])
+    logp = torch.log_softmax(model(src, lengths, tgt), dim=-1)
+    memory = model.encode(src, lengths)
+    state = model.init_state(memory)
+    for t in range(tgt.shape[1]):
+        step_logp, state, _ = model.step(tgt[:, t], state, memory)
+        real = tgt[:, t] != 0
+        torch.testing.assert_close(logp[real, t], step_logp[real], atol=1e-5, rtol=1e-5)
+
+
+def test_local_predictive_runs_from_the_command_line(tmp_path):
+    """python -m attnlab attention.window=3 attention.local=predictive (tiny sizes, in process)."""
+    from attnlab import api
+
+    results = api.run(
+        ["attention.window=3", "attention.local=predictive", "data.max_train_pairs=300", "data.max_eval_sentences=6",
+         "data.vocab_size=300", "model.emb_dim=16", "model.hidden_dim=16", "model.attn_dim=16", "trainer.max_steps=3",
+         "trainer.max_tokens=1500", "trainer.num_threads=1", "trainer.progress=false", "decode.valid_sentences=4",
+         "decode.beam_size=2", "viz.enabled=false"],
+        run_dir=tmp_path / "run",
+    )
+    assert results["steps"] == 3 and results["test_sentences"] == 6
+    assert 0 < results["attention_health"]["max_weight"] <= 1
 
 
 def test_negative_qk_scale_is_a_user_error():

@@ -35,6 +35,13 @@ their product), the softmax saturates to one-hot, its gradient vanishes, and the
 a fixed pointer, mostly to the source ``</s>``: measured by ``bench/rnn_attention_collapse.py``,
 numbers in docs/benchmarks.md.
 
+Local attention (Luong et al. 2015, sec. 3.2; ``attention.local=monotonic|predictive`` with
+``attention.window=D``): only the keys within D of an aligned source position p_t are scored
+(softmax over that window). local-m: p_t = t, the step. local-p: p_t = S sigmoid(v_p^T tanh(W_p
+s_t)) (eq. 9), S the source length, and the weights are multiplied by exp(-(s - p_t)^2 /
+(2 (D/2)^2)) (eq. 10), so they no longer sum to one; the pictures and attention health show
+these a_t(s).
+
 The decoder starts from s_0 = tanh(W_b [h->_m ; h<-_1]) (after Bahdanau et al. 2015, appendix
 A.2.2, which uses h<-_1 alone), c_0 = 0 and o_0 = 0. With ``attention=none`` the model is the
 classic encoder-decoder (Sutskever et al. 2014; Cho et al. 2014): the same s_0 from the encoder's
@@ -231,6 +238,7 @@ class DecoderState:
     layers: list[CellState]
     context: Tensor | None
     output: Tensor | None = None
+    t: int = 0  # the step about to be taken (0-based): local-m's p_t
 
 
 def _select(state: CellState, index: Tensor) -> CellState:
@@ -258,6 +266,11 @@ class RNNAttention(Seq2Seq):
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
         self.fused, self.backend = attention.fused, str(getattr(attention, "backend", "auto"))
+        # Luong et al. 2015's local attention: attention.local=monotonic|predictive, window D
+        self.local = str(getattr(attention, "local", "none")) if self.use_attention else "none"
+        self.window = int(getattr(attention, "window", 0))
+        if self.local != "none" and self.window <= 0:
+            raise UserError(f"attention.local={self.local} needs a window: attention.window=D > 0 (Luong et al. use D=10)")
         feeding = str(cfg.input_feeding)
         self.feed_context = self.use_attention and feeding in ("seed", "context")  # c_{t-1}
         self.feed_output = feeding in ("seed", "attentional")  # o_{t-1} = h~_{t-1}
@@ -278,6 +291,9 @@ class RNNAttention(Seq2Seq):
             self.score = make_score_for(attention, A, A)
             if cfg.qk_scale > 0:  # g = exp(log g): Adam's steps change g by a factor, not a sum
                 self.log_qk_scale = nn.Parameter(torch.tensor(math.log(cfg.qk_scale)))
+            if self.local == "predictive":  # p_t = S sigmoid(v_p^T tanh(W_p s_t)), Luong et al. eq. 9
+                self.position_proj = nn.Linear(H, A, bias=False)  # W_p
+                self.position_v = nn.Linear(A, 1, bias=False)  # v_p
         # decoder: layer 0 reads x'_t and the fed vectors, upper layers the layer below
         fed_dim = (E if self.feed_output else 0) + (H if self.feed_context else 0)
         self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=self.pad_id)
@@ -322,7 +338,7 @@ class RNNAttention(Seq2Seq):
         layers = [cell.initial(s0[i]) for i, cell in enumerate(self.cells)]
         context = memory.states.new_zeros(B, H) if self.use_attention else None  # c_0 = 0
         output = memory.states.new_zeros(B, self.combine.out_features) if self.feed_output else None  # o_0 = 0
-        return DecoderState(layers, context, output)
+        return DecoderState(layers, context, output, 0)
 
     def _fed(self, state: DecoderState) -> Tensor | None:
         """The vectors layer 0 reads besides x'_t: [o_{t-1}; c_{t-1}], [c_{t-1}] or [o_{t-1}]."""
@@ -344,14 +360,40 @@ class RNNAttention(Seq2Seq):
         context, weights = None, None
         if self.use_attention:
             q = self._query(top).unsqueeze(1)  # q_t = W_Q s_t: (B, A) -> (B, 1, A)
+            mask, gauss = memory.mask, None
+            if self.local != "none":
+                mask, gauss = self._local_window(top, memory.mask, state.t)
             context, weights = attend(
-                q, memory.extra["keys"], memory.states, self.score, memory.mask, need_weights=need_weights,
+                q, memory.extra["keys"], memory.states, self.score, mask, need_weights=need_weights or gauss is not None,
                 fused=self.fused, backend=self.backend, keys_prepared=True,
             )  # c_t = sum_i alpha_ti h_i: (B, 1, H); alpha: (B, 1, S)
+            if gauss is not None:  # local-p: a_t(s) = align(s) exp(-(s - p_t)^2 / 2 sigma^2), eq. 10
+                weights = weights * gauss.unsqueeze(1)  # (B, 1, S)
+                context = weights @ memory.states  # (B, 1, S) @ (B, S, H) -> (B, 1, H)
             context = context.squeeze(1)
-            weights = weights.squeeze(1) if weights is not None else None
+            weights = weights.squeeze(1) if weights is not None and need_weights else None
         output = self._attentional(top, context) if self.feed_output else None  # h~_t, read at t + 1
-        return top, DecoderState(layers, context, output), weights
+        return top, DecoderState(layers, context, output, state.t + 1), weights
+
+    def _local_window(self, s: Tensor, mask: Tensor, t: int) -> tuple[Tensor, Tensor | None]:
+        """Luong et al. 2015, sec. 3.2: the keys within D of an aligned position p_t.
+
+        local-m: p_t = t. local-p: p_t = S sigmoid(v_p^T tanh(W_p s_t)) (eq. 9), S the source
+        length, and a Gaussian factor exp(-(s - p_t)^2 / (2 (D/2)^2)) (eq. 10) on the weights.
+        Returns the mask (B, 1, S) of real keys with |s - p_t| <= D, and the factor (B, S) or None.
+        """
+        positions = torch.arange(mask.shape[-1], device=mask.device, dtype=s.dtype).unsqueeze(0)  # (1, S)
+        if self.local == "monotonic":
+            p = torch.full_like(positions[:, :1], float(t))  # (1, 1)
+        else:
+            length = mask.sum(-1).to(s.dtype)  # (B, 1, S) -> (B, 1): S of each sentence
+            p = length * torch.sigmoid(self.position_v(torch.tanh(self.position_proj(s))))  # (B, 1)
+        offset = positions - p  # s - p_t: (B, S)
+        window = mask & (offset.abs() <= self.window).unsqueeze(1)  # (B, 1, S)
+        if self.local == "monotonic":
+            return window, None
+        sigma = self.window / 2
+        return window, torch.exp(-offset.square() / (2 * sigma**2))
 
     def _attentional(self, s: Tensor, context: Tensor | None) -> Tensor:
         """h~_t = tanh(W_c [s_t; c_t]) (Luong et al. 2015, eq. 5): (..., H) -> (..., E)."""
@@ -417,7 +459,7 @@ class RNNAttention(Seq2Seq):
     def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
         context = state.context.index_select(0, index) if state.context is not None else None
         output = state.output.index_select(0, index) if state.output is not None else None
-        return DecoderState([_select(s, index) for s in state.layers], context, output)
+        return DecoderState([_select(s, index) for s in state.layers], context, output, state.t)
 
     @torch.no_grad()
     def attention_weights(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> dict[str, list[Tensor]]:
