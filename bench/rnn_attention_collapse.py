@@ -3,8 +3,8 @@
     python bench/rnn_attention_collapse.py                       # every variant, 400 steps each
     python bench/rnn_attention_collapse.py --steps 200 --variants dot scaled_dot
 
-Each variant trains the default RNN recipe (emb/hidden/attn 256, bi-GRU, no dropout, 4k joint
-subwords, 1,024-token batches, AdamW with the recipe's warm-up and a cosine schedule spanning
+Each variant trains the RNN recipe as it was when its attention collapsed (emb/hidden/attn 256,
+bi-GRU, ``input_feeding=context``, no query-key normalisation, no dropout, 4k joint subwords, 1,024-token batches, AdamW with the recipe's warm-up and a cosine schedule spanning
 ``--budget`` steps, so the first ``--steps`` updates are those of a full default run) on the first
 ``--pairs`` training pairs of the shipped Tatoeba corpus, one thread, seed 0. Every
 ``--probe-every`` steps it teacher-forces ``--probe`` validation sentences step by step and prints
@@ -55,8 +55,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
 
 
 def recipe() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """The default recipe's model and trainer keys (conf/recipe/translation_rnn_attn.yaml)."""
-    model = dict(emb_dim=256, hidden_dim=256, attn_dim=256, dropout=0.0, input_feeding="context")
+    """The recipe's model and trainer keys before this measurement (conf/recipe/translation_rnn_attn.yaml
+    then: context feeding, no query-key normalisation)."""
+    model = dict(emb_dim=256, hidden_dim=256, attn_dim=256, dropout=0.0, input_feeding="context", qk_scale=0.0)
     trainer = dict(lr=3e-3, warmup_steps=200, weight_decay=0.0, max_tokens=1024)
     return {}, model, trainer
 
@@ -85,7 +86,13 @@ def probe(model: RNNAttention, valid) -> dict[str, float]:
     """Teacher-forced, step by step, on the probe sentences: health and the raw logits' spread."""
     model.eval()
     captured: list[torch.Tensor] = []
-    hook = model.score.register_forward_hook(lambda m, i, out: captured.append(out))
+    compare = model.score.compare  # the raw scores a~ = score(q, k) of attend's math path
+
+    def capture(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        captured.append(compare(q, k))
+        return captured[-1]
+
+    model.score.compare = capture
     vsrc, vtgt = valid
     src, src_len, tgt_in, tgt_out = tensors(vsrc, vtgt, list(range(len(vsrc))))
     memory = model.encode(src, src_len)
@@ -101,7 +108,7 @@ def probe(model: RNNAttention, valid) -> dict[str, float]:
                 n = int(src_len[b])
                 rows[b].append(alpha[b, :n])
                 stds.append(float(scores[b, :n].std()) if n > 1 else 0.0)
-    hook.remove()
+    del model.score.compare  # back to the class's method
     for r in rows:
         meter.add(torch.stack(r))
     model.train()
