@@ -262,8 +262,9 @@ def teacher_forced_attention(model: torch.nn.Module, src: Tensor, src_len: Tenso
     """
     protocol = getattr(model, "attention_weights", None) or getattr(model, "attention_maps", None)
     if protocol is not None:
-        maps = protocol(src, src_len, tgt_in)  # kind -> [(1, H, R, C)] per layer
-        return {kind: torch.stack([w[0] for w in layers]).float().cpu().numpy() for kind, layers in maps.items()}
+        maps = protocol(src, src_len, tgt_in)  # kind -> [(1, H, R, C)] per layer ((1, R, C): one head)
+        return {kind: torch.stack([w[0] if w.dim() == 4 else w[0].unsqueeze(0) for w in layers]).float().cpu().numpy()
+                for kind, layers in maps.items() if layers}
     memory = model.encode(src, src_len)
     state = model.init_state(memory)
     rows = []
