@@ -59,7 +59,7 @@ def test_gold_alignments_by_hand(kind, target, gold):
 
 def test_recall_by_hand():
     # keys e b c (permutation 4 1 2 ...), values 7 0 3, asked = the second pair
-    ex = synthetic.recall_task(Fixed([7, 0, 3], perm=[4, 1, 2, 0, 3], asked=1), 3, P)
+    ex = synthetic.recall_task(Fixed([7, 0, 3], perm=[4, 1, 2, 0, 3, *range(5, 52)], asked=1), 3, P)
     assert " ".join(ex.source) == "e 7 b 0 c 3 ? b"
     assert ex.target == ("0",) and ex.gold == (3,) and ex.source[3] == "0"
 
@@ -77,7 +77,7 @@ def test_every_kind_is_consistent_at_random(kind):
         ex = synthetic.KINDS.get(kind)(rng, n, p)
         assert ex.length == n
         assert all(g == -1 or ex.source[g] == y for y, g in zip(ex.target, ex.gold))
-        assert set(ex.source) | set(ex.target) <= set(synthetic.vocabulary(p))
+        assert set(ex.source) | set(ex.target) <= set(synthetic.vocabulary(p, kind))
 
 
 def cfg(**kw) -> SyntheticDataConfig:
@@ -107,7 +107,7 @@ def test_splits_are_seeded_sized_disjoint_and_carry_alignments():
     (dict(train_len=[5, 3]), "train_len"),
     (dict(test_lengths=[0]), "test_lengths"),
     (dict(num_symbols=60), "num_symbols"),
-    (dict(kind="recall", test_lengths=[30]), "distinct keys"),
+    (dict(kind="recall", test_lengths=[53]), "distinct keys"),
 ])
 def test_bad_settings_are_one_line_user_errors(bad, message):
     with pytest.raises(UserError, match=message):

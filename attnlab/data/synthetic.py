@@ -13,8 +13,9 @@ Kinds (``data.kind``), for a source x_0 .. x_{n-1} of n = ``length`` symbols:
 - ``sort``:    y = x sorted by the alphabet,     gold(i) = the i-th index of a stable argsort
 - ``shift``:   y_i = x_{(i+k) mod n}, k = ``data.shift`` (a rotation), gold(i) = (i+k) mod n
 - ``recall``:  associative recall (Ba et al. 2016; Zoology, Arora et al. 2023): n key-value
-  pairs ``k_1 v_1 ... k_n v_n`` (distinct letter keys, digit values), then ``?`` and one of the
-  keys; y = its value, gold = the position of that value
+  pairs ``k_1 v_1 ... k_n v_n`` (distinct keys from all 52 letters, whatever ``num_symbols``
+  says, so up to 52 pairs; digit values), then ``?`` and one of the keys; y = its value, gold =
+  the position of that value
 - ``count``:   the control: y = n written in decimal digits (``"1 2"`` for 12); no source position
   holds the answer, so gold = -1 everywhere and alignment accuracy is undefined
 
@@ -110,7 +111,7 @@ def shift_task(rng: np.random.Generator, n: int, p: GymParams) -> Example:
 
 @KINDS.register("recall")
 def recall_task(rng: np.random.Generator, n: int, p: GymParams) -> Example:
-    keys = [p.alphabet[i] for i in rng.permutation(p.num_symbols)[:n]]  # distinct keys
+    keys = [LETTERS[i] for i in rng.permutation(len(LETTERS))[:n]]  # distinct keys
     values = [DIGITS[i] for i in rng.integers(0, len(DIGITS), size=n)]
     asked = int(rng.integers(0, n))
     source = [s for kv in zip(keys, values) for s in kv] + [QUERY, keys[asked]]
@@ -124,9 +125,9 @@ def count_task(rng: np.random.Generator, n: int, p: GymParams) -> Example:
     return Example(tuple(x), digits, (-1,) * len(digits), n)
 
 
-def vocabulary(p: GymParams) -> list[str]:
-    """Every symbol any kind can write (the tokenizer knows them all, seen in training or not)."""
-    return list(p.alphabet) + list(DIGITS) + [QUERY]
+def vocabulary(p: GymParams, kind: str = "") -> list[str]:
+    """Every symbol ``kind`` can write (the tokenizer knows them all, seen in training or not)."""
+    return list(LETTERS if kind == "recall" else p.alphabet) + list(DIGITS) + [QUERY]
 
 
 # ----------------------------------------------------------------------------- splits
@@ -145,10 +146,10 @@ def check_config(cfg) -> None:  # cfg: SyntheticDataConfig
     for key in ("train_size", "valid_size", "test_size"):
         if cfg[key] < 1:
             raise UserError(f"data.{key}={cfg[key]} must be positive")
-    if cfg.kind == "recall" and max(lo_hi[1], *cfg.test_lengths) > cfg.num_symbols:
+    if cfg.kind == "recall" and max(lo_hi[1], *cfg.test_lengths) > len(LETTERS):
         raise UserError(
             f"data.kind=recall needs distinct keys: the longest length ({max(lo_hi[1], *cfg.test_lengths)} pairs) "
-            f"exceeds data.num_symbols={cfg.num_symbols}; raise data.num_symbols (up to {len(LETTERS)}) or shorten the lengths"
+            f"exceeds the {len(LETTERS)} letters; shorten data.train_len or data.test_lengths"
         )
 
 
@@ -203,4 +204,4 @@ def make_synthetic(cfg) -> ParallelData:  # cfg: SyntheticDataConfig
                         "raise data.num_symbols or the lengths, or lower data.train_size")
     train_split = Split([" ".join(e.source) for e in train], [[" ".join(e.target)] for e in train])
     return ParallelData(str(cfg.src_lang), str(cfg.tgt_lang), train_split, to_split(valid), to_split(test),
-                        symbols=vocabulary(p))
+                        symbols=vocabulary(p, str(cfg.kind)))
