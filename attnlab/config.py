@@ -168,6 +168,18 @@ class ImageDataConfig:
 
 
 @dataclass
+class PlacedDigitsConfig(ImageDataConfig):
+    """The attention gym's images (attnlab.data.placed_digits): 8x8 digits placed on a canvas, box known."""
+
+    name: str = "placed_digits"
+    canvas: int = 32  # canvas height and width, pixels
+    clutter: int = 8  # fragments of other digits pasted around the digit
+    fragment: int = 5  # their height and width, pixels (8 x 5x5: the brightest patch is rarely the digit's)
+    copies: int = 4  # placements of each training digit
+    seed: int = 0  # the data's own seed
+
+
+@dataclass
 class RNNAttnConfig:
     name: str = "rnn_attn"
     cell: Cell = Cell.gru
@@ -324,6 +336,7 @@ def register_configs() -> None:
     cs.store(group="data", name="base_text", node=TextDataConfig)
     cs.store(group="data", name="base_images", node=ImageDataConfig)
     cs.store(group="data", name="base_synthetic", node=SyntheticDataConfig)
+    cs.store(group="data", name="base_placed_digits", node=PlacedDigitsConfig)
     cs.store(group="model", name="base_rnn_attn", node=RNNAttnConfig)
     cs.store(group="model", name="base_transformer", node=TransformerConfig)
     cs.store(group="model", name="base_vit", node=ViTConfig)

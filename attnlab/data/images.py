@@ -16,6 +16,8 @@ Datasets (train / test before the valid split):
 - ``mnist``, ``subset=standard``: the 60000 / 10000 IDX .gz files, downloaded and sha256-checked.
 - ``mnist``, ``subset=test_split``: only the t10k files, a fixed stratified split: 8000 / 2000.
 - ``cifar10``: the python-pickle batches, 50000 / 10000, downloaded and sha256-checked.
+- ``placed_digits``: the attention gym's images: each digit pasted at a random place on a larger
+  canvas with clutter, its box known (:mod:`attnlab.data.placed_digits`).
 - ``image_folder``: ``DIR/train/<class>/*`` / ``DIR/test/<class>/*`` (optional ``DIR/valid``), read
   with Pillow; any sizes, 1 channel if every image is grey, else RGB.
 
@@ -98,6 +100,7 @@ class ImageSet:
     images: list[Tensor]
     labels: Tensor  # (N,) long
     stacked: Optional[Tensor] = None  # (N, C, H, W) when all images have one size
+    boxes: Optional[Tensor] = None  # (N, 4) long: the object's box y0, x0, y1, x1 (end exclusive), if known
 
     def __post_init__(self) -> None:
         if self.labels.dtype != torch.long or self.labels.dim() != 1:
@@ -110,9 +113,9 @@ class ImageSet:
             self.images = list(self.stacked.unbind(0))  # views: no second copy of the pixels
 
     @classmethod
-    def from_tensor(cls, images: Tensor, labels: Tensor) -> ImageSet:
+    def from_tensor(cls, images: Tensor, labels: Tensor, boxes: Optional[Tensor] = None) -> ImageSet:
         """An ImageSet of equal-size images given as one (N, C, H, W) tensor."""
-        return cls(list(images.unbind(0)), labels, stacked=images)
+        return cls(list(images.unbind(0)), labels, stacked=images, boxes=boxes)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -149,9 +152,10 @@ class ImageSet:
     def subset(self, indices: Indices) -> ImageSet:
         """A new ImageSet with the images at ``indices``, in that order."""
         idx = torch.as_tensor(indices, dtype=torch.long)
+        boxes = None if self.boxes is None else self.boxes[idx]
         if self.stacked is not None:
-            return ImageSet.from_tensor(self.stacked[idx], self.labels[idx])
-        return ImageSet([self.images[i] for i in idx.tolist()], self.labels[idx])
+            return ImageSet.from_tensor(self.stacked[idx], self.labels[idx], boxes)
+        return ImageSet([self.images[i] for i in idx.tolist()], self.labels[idx], boxes=boxes)
 
 
 @dataclass(eq=False)
@@ -513,3 +517,6 @@ def _load_image_folder(cfg: ImageDataConfig) -> _Splits:
         for split, items in read.items()
     }
     return _Splits(sets["train"], sets["test"], classes, channels, valid=sets.get("valid"))
+
+
+from attnlab.data import placed_digits as _placed_digits  # noqa: E402,F401  (registers "placed_digits")

@@ -180,6 +180,16 @@ def classification_results(
     }
 
 
+def gym_scores(model: nn.Module, test: ImageSet, device: torch.device) -> dict[str, Any]:
+    """Pointing game and deletion AUC of every attention map (:mod:`attnlab.tasks.gym_vision`)
+    when the test images carry their object's box (``data=placed_digits``); else nothing."""
+    if test.boxes is None or len(test) == 0 or not hasattr(model, "encode"):
+        return {}
+    from attnlab.tasks.gym_vision import map_scores
+
+    return map_scores(model, test, device)
+
+
 # ----------------------------------------------------------------------------- pictures
 
 
@@ -310,6 +320,7 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
     results.update(classification_results(model, data.test, data.classes, device, run_dir / "test_predictions.csv"))
     # the best checkpoint's validation predictions: what paired tests between variants choose on
     classification_results(model, data.valid, data.classes, device, run_dir / "valid_predictions.csv")
+    results.update(gym_scores(model, data.test, device))
     results.update(
         best_valid_accuracy=state.best,
         checkpoint=str(best.relative_to(run_dir)),
@@ -337,6 +348,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, 
     results = base_results(cfg, model, device)
     results["data"] = str(data_cfg.name)
     results.update(classification_results(model, test, data.classes, device, run_dir / "test_predictions.csv"))
+    results.update(gym_scores(model, test if size is None else data.test.subset([]), device))
     results.update(checkpoint=str(cfg.checkpoint), image_size=list(size or training_image_size(test)),
                    trained_image_size=list(extra["image_size"]))
     log.info("test accuracy %.4f on %d images", results["accuracy"], len(test))
