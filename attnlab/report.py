@@ -24,7 +24,10 @@ of the test split the run used, accuracy from ``test_predictions.csv``). A diffe
 *significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way.
 
 Outputs (in DIR, or ``--out``): ``report.md``, ``report.csv``, ``metric_by_variant.png`` (bars with
-error bars) and ``learning_curves.png`` (validation metric against step, mean over seeds).
+error bars) and ``learning_curves.png`` (validation metric against step, mean over seeds); for the
+attention gym (``data=synthetic``) also the scores per test length and ``accuracy_by_length.png``
+(the training lengths shaded), and for ``data=placed_digits`` each attention map's pointing game
+and deletion AUC.
 
 The notebooks use the Python API::
 
@@ -250,7 +253,12 @@ class Stat:
 
 
 # Metrics that are fractions in [0, 1]; the others (BLEU, chrF, losses) print with two decimals.
-FRACTION_METRICS = {"accuracy", "best_valid_accuracy"}
+FRACTION_METRICS = {"accuracy", "best_valid_accuracy", "exact_match", "token_accuracy", "alignment_accuracy",
+                    "alignment_error_rate", "best_head_alignment_accuracy", "pointing_best_score"}
+# The attention gym (attnlab.data.synthetic): runs that report these are scored by them, not by BLEU.
+GYM_METRICS = ("exact_match", "token_accuracy", "alignment_accuracy")
+# The per-length columns of the gym's table and plot (results.json "by_length").
+GYM_BY_LENGTH = ("exact_match", "alignment_accuracy")
 
 
 # ----------------------------------------------------------------------------- summary rows
@@ -322,6 +330,28 @@ class Row:
             out[b] = Stat([v for v in values if v is not None])
         return out
 
+    def by_length(self, metric: str) -> dict[int, Stat]:
+        """The gym's ``by_length[n][metric]``, mean over seeds, by test length (ascending)."""
+        lengths = sorted({int(n) for r in self.complete_runs for n in r.nested("by_length")})
+        out = {}
+        for n in lengths:
+            values = [_finite((r.nested("by_length").get(str(n)) or {}).get(metric)) for r in self.complete_runs]
+            if any(v is not None for v in values):
+                out[n] = Stat([v for v in values if v is not None], fraction=True)
+        return out
+
+    def train_range(self) -> Optional[tuple[int, int]]:
+        """The gym's training lengths [min, max] of the first run that reports them."""
+        found = [r.results["train_len"] for r in self.complete_runs if r.results and r.results.get("train_len")]
+        return (int(found[0][0]), int(found[0][1])) if found else None
+
+    def map_scores(self, kind: str) -> dict[str, Stat]:
+        """Placed digits: ``pointing_game`` or ``deletion_auc`` per attention map, mean over seeds."""
+        runs = [r for r in self.complete_runs if r.nested(kind)]
+        names = list(dict.fromkeys(k for r in runs for k in r.nested(kind)))
+        return {k: Stat([v for r in runs if (v := _finite(r.nested(kind).get(k))) is not None], fraction=True)
+                for k in names}
+
     def num_params_text(self, sep: str = ",") -> str:
         counts = [f"{c:,}".replace(",", sep) for c in self.num_params]
         return "-".join(counts) if counts else "n/a"
@@ -354,6 +384,9 @@ def summarize(runs: Sequence[Run], metric: str | Sequence[str] | None = None) ->
 def default_metrics(task: str, runs: Sequence[Run]) -> list[str]:
     """The task's usual metrics found in its results, else every numeric result field."""
     present = {k for r in runs if r.results for k, v in r.results.items() if _finite(v) is not None}
+    done = [r for r in runs if r.results]
+    if done and all("exact_match" in r.results for r in done):  # the attention gym
+        return [m for m in GYM_METRICS if m in present]
     usual = [m for m in TASK_METRICS.get(task, ()) if m in present]
     return usual or sorted(present - NOT_METRICS) or list(TASK_METRICS.get(task, ("loss",)))
 
@@ -606,6 +639,12 @@ def records(
             record["attention_collapsed"] = "COLLAPSED" in row.health_text()
         for bucket, stat in row.length_buckets().items():
             record[f"bleu_len_{bucket}"] = _na(stat.mean)
+        for metric in GYM_BY_LENGTH:
+            for n, stat in row.by_length(metric).items():
+                record[f"{metric}_len_{n}"] = _na(stat.mean)
+        for kind in ("pointing_game", "deletion_auc"):
+            for name, stat in row.map_scores(kind).items():
+                record[f"{kind}_{name}"] = _na(stat.mean)
         if tests is not None:
             test = tests.get((row.task, row.variant))
             ok = isinstance(test, significance.Comparison)
@@ -684,7 +723,43 @@ def _task_section(task: str, rows: Sequence[Row], tests: Optional[dict[tuple[str
         cells += [row.num_params_text(), "n/a" if time is None else f"{time:.1f}", str(row.incomplete)]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    return lines + _length_section(rows)
+    return lines + _length_section(rows) + _gym_length_section(rows) + _pointing_section(rows)
+
+
+def _gym_length_section(rows: Sequence[Row]) -> list[str]:
+    """The gym's scores per test length (mean ± std over seeds); lengths outside training marked *."""
+    lines: list[str] = []
+    for metric in GYM_BY_LENGTH:
+        lengths = sorted({n for r in rows for n in r.by_length(metric)})
+        if not lengths:
+            continue
+        ranges = {r.train_range() for r in rows if r.train_range()}
+        lo, hi = next(iter(ranges)) if len(ranges) == 1 else (None, None)
+        names = [f"{n}" if lo is None or lo <= n <= hi else f"{n}*" for n in lengths]
+        note = f"; * = outside the training lengths {lo}-{hi}" if lo is not None else ""
+        lines += [f"{metric.replace('_', ' ')} by test length{note}:", ""]
+        lines += ["| variant | " + " | ".join(names) + " |", "|---|" + "---:|" * len(lengths)]
+        for row in rows:
+            stats = row.by_length(metric)
+            lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[n].text() if n in stats else "n/a" for n in lengths)]) + " |")
+        lines.append("")
+    return lines
+
+
+def _pointing_section(rows: Sequence[Row]) -> list[str]:
+    """Placed digits: pointing game and deletion AUC of each attention map (mean ± std over seeds)."""
+    lines: list[str] = []
+    for kind, what in (("pointing_game", "pointing game (share of images whose map peaks on the digit; higher is better)"),
+                       ("deletion_auc", "deletion AUC (true-class probability as the map's patches go; lower is better)")):
+        maps = list(dict.fromkeys(k for r in rows for k in r.map_scores(kind)))
+        if not maps:
+            continue
+        lines += [f"{what}:", "", "| variant | " + " | ".join(maps) + " |", "|---|" + "---:|" * len(maps)]
+        for row in rows:
+            stats = row.map_scores(kind)
+            lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[m].text() if m in stats else "n/a" for m in maps)]) + " |")
+        lines.append("")
+    return lines
 
 
 def _length_section(rows: Sequence[Row]) -> list[str]:
@@ -813,6 +888,44 @@ def _curve(run: Run, metric: str, kind: str) -> list[tuple[float, float]]:
     return points
 
 
+def plot_accuracy_by_length(rows: Sequence[Row], path: Path) -> bool:
+    """The gym's exact match (solid) and alignment accuracy (dashed) against test length, one
+    colour per variant, mean over seeds with a ± std band; the training lengths shaded. False
+    (nothing written) when no run reports ``by_length``."""
+    gym = [r for r in rows if r.by_length("exact_match")]
+    if not gym:
+        return False
+    tasks = list(dict.fromkeys(r.task for r in gym))
+    fig, axes = _figure(len(tasks), height=3.8 * len(tasks))
+    for ax, task in zip(axes, tasks):
+        shaded = set()
+        for row in (r for r in gym if r.task == task):
+            span = row.train_range()
+            if span and span not in shaded:
+                ax.axvspan(span[0], span[1], color="0.9", zorder=0, label="training lengths" if not shaded else None)
+                shaded.add(span)
+            colour = None
+            for metric, style in zip(GYM_BY_LENGTH, ("-", "--")):
+                stats = row.by_length(metric)
+                if not stats:
+                    continue
+                xs = list(stats)
+                means = [stats[n].mean for n in xs]
+                stds = [stats[n].std or 0.0 for n in xs]
+                label = f"{row.variant} {metric.replace('_', ' ')} (n={row.n_seeds})"
+                (line,) = ax.plot(xs, means, style, marker="o", color=colour, label=label)
+                colour = line.get_color()
+                ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                                color=colour, alpha=0.12)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("test length")
+        ax.set_ylabel("exact match (solid), alignment accuracy (dashed)")
+        ax.set_title(f"{task}: accuracy against length")
+        ax.legend(fontsize="x-small")
+    fig.savefig(path, dpi=100)
+    return True
+
+
 def _figure(panels: int, height: float, height_ratios: Optional[list[float]] = None) -> tuple[Any, list[Any]]:
     """A matplotlib Figure (no pyplot: no global state, no display needed) with stacked panels."""
     from matplotlib.figure import Figure
@@ -841,9 +954,12 @@ def write_report(
     md, csv_path, bars, curves = (out_dir / name for name in OUTPUTS)
     plot_metric_by_variant(rows, bars)
     plot_learning_curves(rows, curves)
+    by_length = out_dir / "accuracy_by_length.png"
+    extra = [by_length] if plot_accuracy_by_length(rows, by_length) else []
     write_csv(rows, csv_path, tests)
-    md.write_text(markdown(rows, runs, root, images=[bars.name, curves.name], tests=tests), encoding="utf-8")
-    return [md, csv_path, bars, curves]
+    images = [bars.name, curves.name, *(p.name for p in extra)]
+    md.write_text(markdown(rows, runs, root, images=images, tests=tests), encoding="utf-8")
+    return [md, csv_path, bars, curves, *extra]
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

@@ -81,3 +81,58 @@ def test_deletion_order_puts_padding_last_and_auc_is_the_trapezoid_area():
     assert curve_auc(torch.tensor([[1.0, 0.0, 0.0]])).item() == pytest.approx(0.25)  # a drop at once
     assert curve_auc(torch.tensor([[1.0, 1.0, 1.0]])).item() == pytest.approx(1.0)  # nothing matters
     assert curve_auc(torch.tensor([[1.0, 0.5, 0.0]])).item() == pytest.approx(0.5)  # linear
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _gym_run(root, attention: str, seed: int, em: dict[str, float], align: dict[str, float] | None):
+    import json
+
+    import yaml
+
+    folder = root / f"attention={attention},seed={seed}"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"attention={attention}", f"seed={seed}"]))
+    by_length = {n: {"exact_match": v, **({"alignment_accuracy": align[n]} if align else {})} for n, v in em.items()}
+    results = {"task": "translation", "model": "rnn_attn", "attention": attention, "seed": seed, "bleu": 50.0,
+               "exact_match": em["8"], "token_accuracy": em["8"], "train_len": [4, 12], "by_length": by_length,
+               **({"alignment_accuracy": align["8"]} if align else {})}
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "metrics.jsonl").write_text("")
+
+
+def test_report_scores_gym_runs_by_exact_match_per_length_with_the_plot(tmp_path):
+    from attnlab import report
+
+    for seed, shift in enumerate((0.0, 0.1)):
+        _gym_run(tmp_path, "dot", seed, {"8": 1.0 - shift, "32": 0.5}, {"8": 0.9, "32": 0.7})
+        _gym_run(tmp_path, "none", seed, {"8": 0.6, "32": 0.0 + shift}, None)
+    paths = report.write_report(tmp_path)
+    assert (tmp_path / "accuracy_by_length.png").read_bytes()[:4] == b"\x89PNG"
+    assert tmp_path / "accuracy_by_length.png" in paths
+    rows = report.summarize(report.load_runs(tmp_path))
+    assert [r.variant for r in rows] == ["attention=dot", "attention=none"]  # sorted by exact match
+    assert rows[0].metric_names == ["exact_match", "token_accuracy", "alignment_accuracy"]
+    assert rows[0].by_length("exact_match")[8].mean == pytest.approx(0.95)
+    assert rows[1].by_length("alignment_accuracy") == {} and rows[0].train_range() == (4, 12)
+    text = (tmp_path / "report.md").read_text()
+    assert "exact match by test length; * = outside the training lengths 4-12" in text
+    assert "| variant | 8 | 32* |" in text and "| `attention=dot` | 0.9500 ± 0.0707 | 0.5000 ± 0.0000 |" in text
+    assert "alignment accuracy by test length" in text
+
+
+def test_report_shows_the_pointing_game_of_every_map(tmp_path):
+    import json
+
+    from attnlab import report
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({
+        "task": "vision", "model": "vit", "seed": 0, "accuracy": 0.9,
+        "pointing_game": {"rollout": 0.8, "random": 0.1}, "deletion_auc": {"rollout": 0.2, "random": 0.5}}))
+    report.write_report(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| variant | rollout | random |" in text and "0.8000 ± n/a | 0.1000 ± n/a" in text
+    assert "deletion AUC" in text and not (tmp_path / "accuracy_by_length.png").exists()
