@@ -1,6 +1,6 @@
 """Placed digits: the attention gym's images, where the answer's place is known (``data=placed_digits``).
 
-Each of scikit-learn's 8x8 digits is pasted at a random place on a black ``data.canvas`` x
+Each of the shipped 8x8 digits (:mod:`attnlab.data.digits`) is pasted at a random place on a black ``data.canvas`` x
 ``data.canvas`` canvas, with ``data.clutter`` fragments (``data.fragment`` x ``data.fragment``
 crops of other digits of the same split) pasted at random places that do not touch the digit's
 box, so a model must find the digit among digit-like strokes. The box (y0, x0, y1, x1, end
@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from attnlab.data.digits import LEVELS as DIGIT_LEVELS
+from attnlab.data.digits import load_digits
 from attnlab.data.images import DATASETS, ImageSet, _labels, _Splits, split_off, DIGITS_TEST_FRACTION
 from attnlab.errors import UserError
 
@@ -67,10 +69,8 @@ def load_placed_digits(cfg) -> _Splits:  # cfg: PlacedDigitsConfig
     if not 1 <= cfg.fragment <= DIGIT or cfg.clutter < 0 or cfg.copies < 1:
         raise UserError(f"data.fragment must be in 1..{DIGIT}, data.clutter >= 0 and data.copies >= 1 "
                         f"(got {cfg.fragment}, {cfg.clutter}, {cfg.copies})")
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    images = torch.from_numpy(digits.images.astype(np.float32) / DIGIT_LEVELS).unsqueeze(1)  # (N, 1, 8, 8)
     everything = ImageSet.from_tensor(images, _labels(digits.target))
     train, test = split_off(everything, round(DIGITS_TEST_FRACTION * len(everything)))  # as data=digits
     train, valid = split_off(train, round(cfg.valid_fraction * len(train)))
