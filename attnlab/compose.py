@@ -19,6 +19,7 @@ Every failure is a :class:`~attnlab.errors.UserError` (one line, exit status 2 o
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -35,6 +36,11 @@ from attnlab.errors import UserError
 
 # the config groups that checkpoint modes take from the checkpoint when not given
 CHECKPOINT_GROUPS = ("task", "model")
+# tasks whose checkpoint modes read the test data where data.* says (data.test_split, data.path):
+# data= and data.path default to the checkpoint's. (Vision picks the checkpoint's data itself,
+# subset and all, unless data= is given: tasks/vision.py.)
+DATA_FROM_CHECKPOINT = ("translation",)
+_PLAIN_PATH = re.compile(r"[\w./\\:~+-]+")  # paths that need no quoting in a Hydra override
 FULL_CONFIG_HINT = "python -m attnlab --cfg job lists every key"
 
 
@@ -110,6 +116,13 @@ def complete_from_checkpoint(overrides: Sequence[str]) -> list[str]:
                 f"checkpoint {path} holds a {group} '{have}', not '{want}'; drop {group}={want} "
                 f"(mode={mode} takes the checkpoint's {group}) or pass another checkpoint"
             )
+    if (saved.get("task") or {}).get("name") in DATA_FROM_CHECKPOINT and given(parsed, "data") is None:
+        data = saved.get("data") or {}
+        if data.get("name"):
+            added.append(f"data={data['name']}")
+        path = data.get("path")
+        if path and given(parsed, "data.path") is None and _PLAIN_PATH.fullmatch(str(path)):
+            added.append(f"data.path={path}")
     return [*added, *overrides]
 
 

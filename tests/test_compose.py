@@ -68,6 +68,16 @@ def test_checkpoint_modes_take_task_and_model_from_the_checkpoint(tmp_path):
     assert compose.prepare([f"checkpoint={ckpt}"])[1].task.name == "translation"
 
 
+def test_translation_checkpoints_also_give_their_data(tmp_path):
+    ckpt = tmp_path / "files.pt"
+    save_checkpoint(ckpt, {"model": {}, "config": {"task": {"name": "translation"}, "model": {"name": "transformer"},
+                                                   "data": {"name": "files", "path": str(tmp_path / "corpus")}}})
+    cfg = compose.prepare(["mode=translate", f"checkpoint={ckpt}"])[1]
+    assert (cfg.model.name, cfg.data.name, cfg.data.path) == ("transformer", "files", str(tmp_path / "corpus"))
+    other = compose.prepare(["mode=translate", f"checkpoint={ckpt}", "data=multi30k"])[1]  # the command line wins
+    assert other.data.name == "multi30k" and other.data.test_split == "test_2016_flickr"
+
+
 def test_a_missing_checkpoint_fails_before_composition(tmp_path):
     assert "does not exist" in error("mode=translate", f"checkpoint={tmp_path / 'nope.pt'}")
 
