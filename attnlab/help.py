@@ -23,10 +23,9 @@ MODES = {
     "evaluate": "score the test split again with checkpoint=PATH",
     "translate": "translate the lines of input=FILE (default stdin) with checkpoint=PATH",
     "predict": "classify input=IMAGE_OR_DIR with checkpoint=PATH",
-    "export": "write checkpoint=PATH as a folder: safetensors weights, config, tokenizer",
+    "export": "write checkpoint=PATH as a folder: safetensors weights, config, tokenizer (output=DIR)",
     "explore": "write explore.html: every layer and head of checkpoint=PATH on input=SENTENCE|FILE|IMAGE|DIR",
     "serve": "the explorer page on http://127.0.0.1:8000 (serve.port): type a sentence or upload an image",
-    "average": "average the last trainer.average_last checkpoints of a run into one",
 }
 
 EXAMPLES = """\

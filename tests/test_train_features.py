@@ -100,3 +100,20 @@ def test_the_bar_counts_steps_and_shows_the_time_cap(tmp_path, capsys):
     fit(tmp_path, ToyTask(), epochs=2, progress=True, max_minutes=60.0)
     err = capsys.readouterr().err
     assert "/16" in err and "epoch 2/2" in err and "time 0:00/60:00" in err
+
+
+def test_the_clock_of_a_step_without_progress(capsys):
+    import time
+
+    from attnlab import progress
+
+    progress.enable(True)
+    with progress.clock("tokenizer"):
+        time.sleep(1.3)
+    err = capsys.readouterr().err
+    assert "tokenizer: 00:01" in err  # refreshed while the step ran
+    progress.enable(False)
+    with progress.clock("silent"):
+        pass
+    assert "silent" not in capsys.readouterr().err
+    progress.enable(True)

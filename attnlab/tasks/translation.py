@@ -82,12 +82,12 @@ class Tokenizers:
             return cls(shared, shared)
 
         def fit(text: list[str]) -> Tokenizer:
-            # one SentencePiece call without progress callbacks: a log line instead of a bar
             log.info("training a %s tokenizer of %d subwords on %d sentences (at most %d sampled)",
                      data.tokenizer_type, data.vocab_size, len(text), TOKENIZER_SAMPLE)
-            return train_tokenizer(
-                text, data.vocab_size, str(data.tokenizer_type), seed=cfg.seed, max_sentences=TOKENIZER_SAMPLE
-            )
+            with progress.clock("tokenizer"):  # one SentencePiece call, no progress of its own: a clock
+                return train_tokenizer(
+                    text, data.vocab_size, str(data.tokenizer_type), seed=cfg.seed, max_sentences=TOKENIZER_SAMPLE
+                )
 
         if data.shared_vocab:
             shared = fit(train.sources + targets)
