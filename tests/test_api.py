@@ -36,3 +36,22 @@ def test_run_cached_reuses_a_finished_run_and_retrains_when_the_config_changes(t
     (first / "stale.txt").write_text("left by the interrupted run")
     assert api.run_cached("vit", TINY_VISION, tmp_path) == first and len(calls) == 4
     assert not (first / "stale.txt").exists()
+
+
+def test_run_takes_a_string_and_makes_a_fresh_folder_per_call(tmp_path: Path, monkeypatch) -> None:
+    from attnlab.checkpoint import save_checkpoint
+    from attnlab.errors import UserError
+
+    ckpt = tmp_path / "vit.pt"
+    save_checkpoint(ckpt, {"model": {}, "config": {"task": {"name": "vision"}, "model": {"name": "vit"}}})
+    monkeypatch.chdir(tmp_path)
+    first = api.run(f"mode=export checkpoint={ckpt}")  # one string, split as a shell would
+    second = api.run(["mode=export", f"checkpoint={ckpt}"])
+    assert first["export"] != second["export"]  # two calls, two run folders
+    folders = sorted(p.relative_to(tmp_path) for p in (tmp_path / "outputs" / "vision" / "vit").iterdir())
+    assert len(folders) == 2 and Path(first["export"]).parent.name in {f.name for f in folders}
+    assert api.as_list("a=1 'b=x y'") == ["a=1", "b=x y"]
+    import pytest
+
+    with pytest.raises(UserError, match="overrides must be strings"):
+        api.run([["task=vision"]])  # type: ignore[list-item]
