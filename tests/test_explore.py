@@ -147,3 +147,25 @@ def test_training_runs_save_the_raw_attention_as_npz(tiny_runs):
     np.testing.assert_allclose(images["weights"], torch.stack(weights, dim=1).numpy(), atol=1e-6)
     assert images["weights"].shape[:3] == (2, 2, 2) and list(images["classes"]) == vit.classes
     assert tr.cfg.model.name == "transformer"
+
+
+@pytest.mark.parametrize("name", ["transformer", "rnn_attn", "vit"])
+def test_a_page_from_the_saved_npz_shows_the_saved_weights(tiny_runs, name):
+    from attnlab.explore.saved import explore_saved, saved_page_data
+
+    folder = tiny_runs[name] / "attention"
+    data = saved_page_data(folder)
+    assert data["kind"] == ("vision" if name == "vit" else "translation")
+    if name == "vit":
+        saved = np.load(folder / "attention.npz")
+        assert len(data["items"]) == 2
+        np.testing.assert_allclose(np.array(data["items"][1]["results"][0]["weights"]) / 1e4, saved["weights"][1], atol=5.1e-5)
+    else:
+        saved = np.load(folder / "test_000.npz")
+        shown = data["items"][0]["results"][0]
+        assert shown["source_tokens"] == [str(t) for t in saved["source_tokens"]]
+        expected = saved["cross"] if name == "transformer" else saved["attention"][None, None]
+        np.testing.assert_allclose(np.array(shown["hypotheses"][0]["cross"]) / 1e4, expected, atol=5.1e-5)
+    assert "attnlab-data" in explore_saved(folder).html
+    with pytest.raises(UserError, match="no saved attention"):
+        saved_page_data(tiny_runs[name] / "checkpoints")

@@ -165,3 +165,23 @@ def test_compare_shows_two_checkpoints_side_by_side_each_with_its_own_weights(br
     np.testing.assert_allclose(shown(page, 1), b.best.cross[0, 0, 1], atol=TOL)  # panel 1 kept its own choice
     assert errors == [] and blocked == []
     page.close()
+
+
+@pytest.mark.parametrize("name", ["transformer", "vit"])
+def test_the_page_of_saved_npz_weights_works_in_the_browser(browser, tiny_runs, tmp_path, name):
+    from attnlab.explore.saved import explore_saved
+
+    folder = tiny_runs[name] / "attention"
+    path = explore_saved(folder).save(tmp_path / "saved.html")
+    page, errors, blocked = open_page(browser, path.as_uri())
+    if name == "vit":
+        saved = np.load(folder / "attention.npz")["weights"][0]  # (L, H, T, T) of the first image
+        page.select_option("#panel-0 select.view", value="patch")
+        page.hover('#panel-0 rect.patch[data-patch="3"]')
+        np.testing.assert_allclose(shown(page), saved[-1].mean(0)[1 + 3], atol=TOL)
+    else:
+        saved = np.load(folder / "test_000.npz")["cross"]  # (L, H, T, S)
+        page.click('#panel-0 .row-token[data-row="1"]')
+        np.testing.assert_allclose(shown(page), saved[-1].mean(0)[1], atol=TOL)
+    assert errors == [] and blocked == []
+    page.close()

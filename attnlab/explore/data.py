@@ -58,7 +58,7 @@ def normalised_entropy(weights: np.ndarray, causal: bool = False) -> np.ndarray:
     return (entropy[..., keep] / np.log(keys[keep])).mean(-1)  # (L, H)
 
 
-def _entropies(maps: dict[str, np.ndarray | None]) -> dict[str, list]:
+def entropies(maps: dict[str, np.ndarray | None]) -> dict[str, list]:
     """Normalised entropy (L, H) of each kind of map that is there (decoder maps are causal)."""
     return {kind: np.round(normalised_entropy(w, causal=kind == "decoder"), 4).tolist()
             for kind, w in maps.items() if w is not None}
@@ -75,11 +75,11 @@ def translation_result(att: Any, decimals: int) -> dict[str, Any]:
                 "score": None if h.score is None else round(h.score, 4),
                 "cross": rounded(h.cross, decimals),
                 "decoder": None if h.decoder is None else rounded(h.decoder, decimals),
-                "entropy": _entropies({"cross": h.cross, "decoder": h.decoder}),
+                "entropy": entropies({"cross": h.cross, "decoder": h.decoder}),
             }
             for h in att.hypotheses
         ],
-        "entropy": _entropies({"encoder": att.encoder}),
+        "entropy": entropies({"encoder": att.encoder}),
     }
 
 
