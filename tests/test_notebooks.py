@@ -37,6 +37,7 @@ EXPECTED_VARIANTS = {
         for pe in ("learned", "none", "sincos2d", "sinusoidal")
         for pool in ("cls", "mean")
     ],
+    "04_attention_gym.ipynb": ["attention=dot", "attention=none"],
 }
 
 
@@ -84,5 +85,5 @@ def test_notebook_runs_at_tiny_size(name, kernel, tmp_path, monkeypatch):
     for variant, expected in zip(facts["variants"], EXPECTED_VARIANTS[name]):
         assert variant == expected or variant.startswith(expected + " "), (variant, expected)
     assert all(n >= 1 for n in facts["seeds"]) and all(v is not None for v in facts["values"])
-    assert facts["metric"] == ("accuracy" if name.startswith("03") else "bleu")
+    assert facts["metric"] == {"03": "accuracy", "04": "exact_match"}.get(name[:2], "bleu")
     assert any((tmp_path / "tiny" / name.removesuffix(".ipynb")).iterdir())  # the runs went where they were told
