@@ -24,10 +24,11 @@
 4. Decoding with a KV cache (``--part decode``): MHA against GQA and MQA, one self-attention
    layer fed one token at a time: time per step and the cache's size.
 
-    python bench/bench_attention.py            # full
+    python bench/bench_attention.py            # 1. and 2. (``--part core``), full
     python bench/bench_attention.py --quick    # fewer rounds (about a minute)
-    python bench/bench_attention.py --part variants --quick --threads 1
-    python bench/bench_attention.py --part decode --threads 1
+    python bench/bench_attention.py --part variants --quick --threads 1      # 3. (about 20 minutes)
+    python bench/bench_attention.py --part decode --threads 1 --rounds 5     # 4.
+    python bench/bench_attention.py --part all                               # everything
 """
 
 from __future__ import annotations
@@ -230,21 +231,26 @@ def bench_variants(args: argparse.Namespace) -> None:
     print("| variant | backend | " + " | ".join(f"L={n}" for n in lengths) + " |")
     print("|---|---|" + "---:|" * len(lengths))
     for label, spec in spec_variants(args.window):
-        for backend in ("sdpa", "math", "flex"):
+        if args.only and label.split(" ")[0] not in args.only:
+            continue
+        for backend in ("auto", "sdpa", "math", "flex"):
             s = dataclasses.replace(spec, backend=backend)
             if not runnable(s):
                 continue
+            if backend == "auto" and spec.score != "linear":
+                continue  # auto is sdpa or math, both in the table; for linear it is the O(n) path
             if backend == "flex" and label not in ("position=alibi", "position=relative", f"window={args.window}"):
                 continue  # flex only for the variants it was made for (bias and mask functions)
             fn, kv = attention_core(s)
             cells = []
             for n in lengths:
-                if backend in ("math", "flex") and n > args.math_max_length:
+                longest = args.additive_max_length if spec.score == "additive" else args.math_max_length
+                if backend in ("math", "flex") and n > longest or backend == "auto" and n > args.math_max_length * 4:
                     cells.append("-")
                     continue
                 ratio = _ratio(fn, args.variant_batch, n, kv, args.rounds, args.reps, backward=backend != "flex")
                 cells.append(f"{ratio:.2f}")
-            name = "linear (O(n) path)" if backend == "math" and spec.score == "linear" else backend
+            name = "auto (O(n) path)" if backend == "auto" else "math (quadratic form)" if spec.score == "linear" else backend
             name = name + " (fwd)" if backend == "flex" else name
             print(f"| {label} | {name} | " + " | ".join(cells) + " |", flush=True)
 
@@ -310,7 +316,7 @@ def bench_variant_memory(args: argparse.Namespace) -> None:
                "--window", str(args.window), "--threads", str(torch.get_num_threads())]
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
         mib = json.loads(result.stdout.strip().splitlines()[-1])["mib"]
-        shown = "linear (O(n) path)" if label == "score=linear" else backend
+        shown = "auto (O(n) path)" if label == "score=linear" else backend
         print(f"| {label} | {shown} | {mib:,.0f} |", flush=True)
 
 
@@ -361,10 +367,13 @@ def main() -> None:
     parser.add_argument("--memory-length", type=int, default=4096)
     parser.add_argument("--memory-child", choices=["fused", "math"], help=argparse.SUPPRESS)
     parser.add_argument("--backward", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--part", choices=["core", "variants", "decode", "all"], default="all")
+    parser.add_argument("--part", choices=["core", "variants", "decode", "all"], default="core")
+    parser.add_argument("--only", nargs="+", help="variants table: only these labels, e.g. score=linear")
     parser.add_argument("--variant-lengths", type=int, nargs="+", default=[64, 256, 1024, 4096])
     parser.add_argument("--variant-batch", type=int, default=1)
     parser.add_argument("--math-max-length", type=int, default=1024, help="longest length timed on the math and flex paths (they build the L x L matrix)")
+    parser.add_argument("--additive-max-length", type=int, default=256,
+                        help="additive builds an (H, L, L, A) tensor: 2 GiB at L=1024")
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--crossover-lengths", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048, 4096])
     parser.add_argument("--variant-memory-length", type=int, default=2048)
@@ -387,8 +396,9 @@ def main() -> None:
         bench_memory(args)
     if args.part in ("variants", "all"):
         bench_variants(args)
-        bench_crossover(args)
-        bench_variant_memory(args)
+        if not args.only:
+            bench_crossover(args)
+            bench_variant_memory(args)
     if args.part in ("decode", "all"):
         bench_decode(args)
 

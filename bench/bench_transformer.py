@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.runlog import machine_summary
+from attnlab.config import AttentionConfig
 from attnlab.models.transformer import Transformer
 
 PAD, BOS, EOS = 0, 1, 2
@@ -126,7 +127,7 @@ def bench_training(args: argparse.Namespace) -> None:
     for name, fused in (("attnlab (fused)", True), ("attnlab (math)", False)):
         torch.manual_seed(0)
         model = Transformer(vocab, vocab, d_model=d, heads=heads, enc_layers=layers, dec_layers=layers,
-                            d_ff=d_ff, norm=args.norm, fused=fused).to(args.device).train()
+                            d_ff=d_ff, norm=args.norm, attention=AttentionConfig(fused=fused)).to(args.device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         runs[name] = lambda m=model, o=opt: train_round(m, o, batches)
     torch.manual_seed(0)

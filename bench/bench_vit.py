@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.runlog import machine_summary
+from attnlab.config import AttentionConfig
 from attnlab.models.vit import ViT
 
 
@@ -91,7 +92,7 @@ def main() -> None:
                 heads=args.heads, mlp_ratio=args.mlp_ratio)
     models: dict[str, tuple[nn.Module, Callable[[Tensor], Tensor]]] = {}
     for name, fused in (("attnlab (fused)", True), ("attnlab (math)", False)):
-        vit = ViT(image_size=(args.image, args.image), posenc="learned", fused=fused, **dims)
+        vit = ViT(image_size=(args.image, args.image), posenc="learned", attention=AttentionConfig(fused=fused), **dims)
         models[name] = (vit, vit)
     ref = TorchViT(num_classes=10, channels=args.channels, image=args.image, patch=args.patch, dim=args.dim,
                    depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio)
