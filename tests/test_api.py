@@ -55,3 +55,17 @@ def test_run_takes_a_string_and_makes_a_fresh_folder_per_call(tmp_path: Path, mo
 
     with pytest.raises(UserError, match="overrides must be strings"):
         api.run([["task=vision"]])  # type: ignore[list-item]
+
+
+def test_code_version_changes_with_any_source_file(tmp_path: Path, monkeypatch) -> None:
+    import attnlab
+
+    package = tmp_path / "attnlab"
+    (package / "tasks").mkdir(parents=True)
+    (package / "__init__.py").write_text("__version__ = '0.1.0'\n")
+    (package / "tasks" / "vision.py").write_text("x = 1\n")
+    monkeypatch.setattr(attnlab, "__file__", str(package / "__init__.py"))
+    before = api.code_version()
+    assert before == api.code_version() and before["attnlab_version"] == attnlab.__version__
+    (package / "tasks" / "vision.py").write_text("x = 2\n")  # an uncommitted edit
+    assert api.code_version()["source_sha1"] != before["source_sha1"]

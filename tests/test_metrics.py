@@ -38,3 +38,18 @@ def test_mismatched_lengths_are_a_user_error():
         corpus_scores(["a", "b"], [["a"]])
     with pytest.raises(UserError, match="at least one reference"):
         corpus_scores(["a"], [[]])
+
+
+def test_bleu_by_length_scores_each_source_length_bucket_on_its_own():
+    from attnlab.metrics import bleu_by_length
+
+    sources = ["a b", "a b c d", "a b c d e", "w " * 12, "x " * 20]
+    refs = [["the cat sat on the mat"], ["a dog ran in the park"], ["it is cold today here"],
+            ["we went home after the long day at work"], ["this is a very long sentence indeed"]]
+    hyps = ["the cat sat on the mat", "a dog ran in park", "it is warm", "we went home", "nothing"]
+    buckets = bleu_by_length(sources, hyps, refs)
+    assert list(buckets) == ["1-4", "5-6", "11-16", "17+"]  # 7-10 is empty: left out
+    assert [b["sentences"] for b in buckets.values()] == [2, 1, 1, 1]
+    alone = corpus_scores(hyps[:2], refs[:2])
+    assert buckets["1-4"]["bleu"] == pytest.approx(alone.bleu)
+    assert buckets["11-16"]["length_ratio"] == pytest.approx(3 / 9)  # too short: 3 of 9 words
