@@ -117,3 +117,17 @@ def test_the_clock_of_a_step_without_progress(capsys):
         pass
     assert "silent" not in capsys.readouterr().err
     progress.enable(True)
+
+
+def test_the_loss_scaling_path_changes_nothing_in_fp32(tmp_path, monkeypatch):
+    """fp16's GradScaler path (scale, unscale before clipping, step, update, its state in last.pt),
+    run on the CPU with a CPU scaler: scaling by a power of two and back is exact here."""
+    from attnlab import train
+
+    plain = NoDropout(8)
+    fit(tmp_path / "plain", plain, epochs=2, clip_norm=0.5, accum_steps=1)
+    monkeypatch.setattr(train, "make_scaler", lambda cfg, device: torch.amp.GradScaler("cpu", init_scale=2.0**10))
+    scaled = NoDropout(4)
+    fit(tmp_path / "scaled", scaled, epochs=2, clip_norm=0.5, accum_steps=2)
+    assert torch.allclose(weights(plain), weights(scaled), atol=1e-6)
+    assert load_checkpoint(tmp_path / "scaled" / "checkpoints" / "last.pt")["scaler"]["scale"] == 2.0**10
