@@ -132,3 +132,14 @@ def test_attention_weights_protocol_of_the_rnn_matches_its_decoding_steps():
     for t in range(4):
         _, state, alpha = model.step(tgt[:, t], state, memory, need_weights=True)
         assert torch.allclose(alpha, cross[:, 0, t], atol=1e-6)
+
+
+def test_an_invalid_combination_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "attnlab", "model=transformer", "attention=gqa", "model.heads=3",
+                          "model.d_model=48"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("error: attention.kv_heads=2 must divide model.heads=3")
+    assert "Traceback" not in out.stderr and not (tmp_path / "outputs").exists()
