@@ -143,3 +143,9 @@ def test_an_invalid_combination_on_the_command_line_is_one_line_and_exit_2(tmp_p
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: attention.kv_heads=2 must divide model.heads=3")
     assert "Traceback" not in out.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_score_options_come_from_the_spec():
+    model = Transformer(10, 10, d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=16,
+                        attention=AttentionConfig(score="additive", additive_dim=5))
+    assert model.encoder[0].attn.score.w_q.shape == (2, 8, 5)

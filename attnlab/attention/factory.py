@@ -39,7 +39,7 @@ def as_spec(spec: Any = None) -> AttentionConfig:
 def make_score_for(spec: Any, query_dim: int, key_dim: int, heads: int = 0) -> Score:
     """The spec's score for queries of ``query_dim`` and keys of ``key_dim``."""
     spec = as_spec(spec)
-    return make_score(str(spec.score), query_dim, key_dim, heads=heads, hidden_dim=int(spec.additive_dim))
+    return make_score(str(spec.score), query_dim, key_dim, heads=heads, spec=spec)
 
 
 def make_position_for(spec: Any, heads: int, head_dim: int, *, cross: bool = False, grid: bool = False,

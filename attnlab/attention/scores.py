@@ -55,6 +55,12 @@ class Score(nn.Module):
         super().__init__()
         self.query_dim, self.key_dim, self.heads = query_dim, key_dim, heads
 
+    @classmethod
+    def from_spec(cls, spec, query_dim: int, key_dim: int, heads: int = 0) -> "Score":
+        """Build from the attention spec (the factory's call); a score with options of its own
+        reads them here, so adding one needs no factory edit."""
+        return cls(query_dim, key_dim, heads)
+
     def prepare_keys(self, k: Tensor) -> Tensor:
         """Keys (..., Tk, Dk) -> what :meth:`compare` reads; the identity unless overridden."""
         return k
@@ -184,6 +190,10 @@ class AdditiveScore(Score):
         for p, fan_in in ((self.w_q, query_dim), (self.w_k, key_dim), (self.v, hidden)):
             nn.init.normal_(p, std=1.0 / math.sqrt(fan_in))
 
+    @classmethod
+    def from_spec(cls, spec, query_dim: int, key_dim: int, heads: int = 0) -> "AdditiveScore":
+        return cls(query_dim, key_dim, heads, hidden_dim=int(getattr(spec, "additive_dim", 0)))
+
     def prepare_keys(self, k: Tensor) -> Tensor:
         """U k (..., Tk, A), which depends on the keys only."""
         return k @ self.w_k
@@ -303,11 +313,14 @@ def linear_context(
     return torch.cat(outs, dim=-2)  # (..., Tq, Dv)
 
 
-def make_score(name: str, query_dim: int, key_dim: int, heads: int = 0, hidden_dim: int = 0) -> Score:
-    """Build a score module by name; an unknown name lists the valid ones."""
+def make_score(name: str, query_dim: int, key_dim: int, heads: int = 0, hidden_dim: int = 0, spec=None) -> Score:
+    """Build a score module by name (with the options of ``spec``, an attention spec, or
+    ``hidden_dim`` for the additive score); an unknown name lists the valid ones."""
     if name == "none":
         raise UserError("attention=none has no score function; pick one of " + ", ".join(SCORES))
     cls = SCORES.get(name)
-    if cls is AdditiveScore:
-        return AdditiveScore(query_dim, key_dim, heads, hidden_dim)
-    return cls(query_dim, key_dim, heads)
+    if spec is None:
+        from types import SimpleNamespace
+
+        spec = SimpleNamespace(additive_dim=hidden_dim)
+    return cls.from_spec(spec, query_dim, key_dim, heads)
