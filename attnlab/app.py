@@ -88,6 +88,10 @@ def check_config(cfg: DictConfig) -> None:
         )
     if str(cfg.get("logger", "none")) == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise UserError('logger=tensorboard needs the tensorboard package: pip install "attnlab[tensorboard]"')
+    if data == "synthetic":  # the gym's lengths and kind, before any work (a sweep checks every job)
+        from attnlab.data.synthetic import check_config as check_synthetic
+
+        check_synthetic(cfg.data)
     if cfg.mode != "train" and not cfg.checkpoint and not cfg.resume:
         raise UserError(f"mode={cfg.mode} needs checkpoint=PATH (a checkpoints/best.pt of a training run)")
     if cfg.mode in ("translate",) and task != "translation":

@@ -137,6 +137,8 @@ def test_gym_sizes_come_with_the_data_and_the_command_line_wins(model):
     check_config(c)
     assert c.data.name == "synthetic" and c.trainer.max_tokens == 0 and c.decode.beam_size == 1
     assert c.trainer.num_threads == 1 and c.trainer.max_steps > 0
+    with pytest.raises(UserError, match="valid choices: copy, count, recall, reverse, shift, sort"):
+        check_config(make("data=synthetic", f"model={model}", "data.kind=palindrome"))
     c = make("data=synthetic", f"model={model}", "trainer.max_steps=7", "data.kind=copy")
     assert c.trainer.max_steps == 7 and c.data.kind == "copy"
     assert make(f"model={model}").trainer.max_tokens > 0  # real data keeps its own recipe
