@@ -176,6 +176,7 @@ class PlacedDigitsConfig(ImageDataConfig):
     clutter: int = 8  # fragments of other digits pasted around the digit
     fragment: int = 5  # their height and width, pixels (8 x 5x5: the brightest patch is rarely the digit's)
     copies: int = 4  # placements of each training digit
+    grid: int = 4  # the digit's corner at multiples of this many pixels (4 = the recipe's patch grid; 1 = anywhere)
     seed: int = 0  # the data's own seed
 
 

@@ -64,6 +64,11 @@ def test_splits_and_bad_settings():
     data = load_images(cfg)
     assert data.test.stacked.shape[1:] == (1, 16, 16) and data.test.boxes is not None and data.valid.boxes is not None
     assert len(data.train) + len(data.valid) + len(data.test) == 1797
+    assert (data.test.boxes[:, :2] % 4 == 0).all()  # data.grid=4: on the 4x4 patch grid
+    anywhere = load_images(OmegaConf.structured(PlacedDigitsConfig(copies=1, canvas=16, grid=1)))
+    assert (anywhere.test.boxes[:, :2] % 4 != 0).any()
+    with pytest.raises(UserError, match="data.grid"):
+        load_images(OmegaConf.structured(PlacedDigitsConfig(grid=40)))
     with pytest.raises(UserError, match="data.canvas"):
         load_images(OmegaConf.structured(PlacedDigitsConfig(canvas=6)))
 

@@ -3,7 +3,9 @@
 Each of the shipped 8x8 digits (:mod:`attnlab.data.digits`) is pasted at a random place on a black ``data.canvas`` x
 ``data.canvas`` canvas, with ``data.clutter`` fragments (``data.fragment`` x ``data.fragment``
 crops of other digits of the same split) pasted at random places that do not touch the digit's
-box, so a model must find the digit among digit-like strokes. The box (y0, x0, y1, x1, end
+box; the digit's corner lies on multiples of ``data.grid`` pixels (the default 4 = the ViT's patch
+grid in the gym's recipe, so the digit covers 2x2 patches and the model need not learn the 16
+ways an 8x8 digit can straddle 4x4 patches; 1 = anywhere), so a model must find the digit among digit-like strokes. The box (y0, x0, y1, x1, end
 exclusive) of every image is kept in :attr:`attnlab.data.images.ImageSet.boxes`; the gym's
 pointing game and deletion curve (:mod:`attnlab.tasks.gym_vision`) score attention maps
 against it.
@@ -34,15 +36,16 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
 
 
 def place(digits: Tensor, labels: Tensor, copies: int, canvas: int, clutter: int, fragment: int,
-          rng: np.random.Generator) -> ImageSet:
-    """Every digit (N, 1, 8, 8) ``copies`` times on its own canvas with clutter from the others."""
+          rng: np.random.Generator, grid: int = 1) -> ImageSet:
+    """Every digit (N, 1, 8, 8) ``copies`` times on its own canvas with clutter from the others;
+    the digit's corner at multiples of ``grid`` pixels (the clutter anywhere)."""
     src = digits.numpy()
     n = len(src)
     out = np.zeros((n * copies, 1, canvas, canvas), dtype=np.float32)
     boxes = np.zeros((n * copies, 4), dtype=np.int64)
     for k in range(n * copies):
         i = k % n
-        y, x = (int(v) for v in rng.integers(0, canvas - DIGIT + 1, size=2))
+        y, x = (grid * int(v) for v in rng.integers(0, (canvas - DIGIT) // grid + 1, size=2))
         box = (y, x, y + DIGIT, x + DIGIT)
         for _ in range(clutter):
             for _try in range(20):  # a free place for the fragment (one exists on any sane canvas)
@@ -75,7 +78,9 @@ def load_placed_digits(cfg) -> _Splits:  # cfg: PlacedDigitsConfig
     train, test = split_off(everything, round(DIGITS_TEST_FRACTION * len(everything)))  # as data=digits
     train, valid = split_off(train, round(cfg.valid_fraction * len(train)))
     rng = np.random.default_rng(int(cfg.seed))
-    args = (int(cfg.canvas), int(cfg.clutter), int(cfg.fragment), rng)
+    if not 1 <= cfg.grid <= cfg.canvas - DIGIT + 1:
+        raise UserError(f"data.grid={cfg.grid} must be in 1..{cfg.canvas - DIGIT + 1} (1 = any place)")
+    args = (int(cfg.canvas), int(cfg.clutter), int(cfg.fragment), rng, int(cfg.grid))
     return _Splits(
         place(train.stacked, train.labels, int(cfg.copies), *args),
         place(test.stacked, test.labels, 1, *args),
