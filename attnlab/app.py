@@ -60,7 +60,7 @@ def check_attention(cfg: DictConfig) -> None:
         if not on_gpu:
             raise UserError(
                 f"attention.backend=flex has no backward pass on the CPU in torch {torch.__version__}; "
-                "train with attention.backend=auto or math (and evaluate with flex), or on a GPU"
+                "train with attention.backend=auto or math, or on a GPU"
             )
 
 

@@ -193,7 +193,7 @@ def _flex(q, kp, v, score, mask, causal, bias, allow, dropout_p) -> Tensor:
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, kp, v)):
         raise UserError(
             f"attention.backend=flex has no backward pass on the CPU in torch {torch.__version__}; "
-            "train with attention.backend=auto (sdpa) or math, or on a GPU, and use flex for evaluation"
+            "use attention.backend=auto (sdpa) or math to train, or a GPU; flex runs on the CPU under torch.no_grad()"
         )
     if dropout_p > 0:
         raise UserError("attention.backend=flex has no attention dropout; set model.attn_dropout=0 or another backend")
