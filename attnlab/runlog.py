@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from attnlab import __version__, distributed, progress
+from attnlab.attention.factory import spec_label
 
 
 class MetricsLog:
@@ -109,7 +110,7 @@ def base_results(cfg: DictConfig, model: torch.nn.Module, device: torch.device) 
         "task": cfg.task.name,
         "model": cfg.model.name,
         "data": cfg.data.name,
-        "attention": str(cfg.attention.score),
+        "attention": spec_label(cfg.attention),  # the variant, e.g. scaled_dot+rope+kv1
         "mode": str(cfg.mode),
         "seed": cfg.seed,
         "num_params": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -149,3 +149,12 @@ def test_score_options_come_from_the_spec():
     model = Transformer(10, 10, d_model=16, heads=2, enc_layers=1, dec_layers=1, d_ff=16,
                         attention=AttentionConfig(score="additive", additive_dim=5))
     assert model.encoder[0].attn.score.w_q.shape == (2, 8, 5)
+
+
+def test_the_variant_label_names_what_changes_the_numbers():
+    from attnlab.attention.factory import spec_label
+    from attnlab.config import AttentionConfig
+
+    assert spec_label(AttentionConfig()) == "scaled_dot"
+    assert spec_label(AttentionConfig(position="rope", window=8, kv_heads=1, backend="math")) == "scaled_dot+rope+window8+kv1"
+    assert spec_label(AttentionConfig(score="dot", local="predictive", window=3)) == "dot+local-predictive+window3"

@@ -51,6 +51,23 @@ def make_position_for(spec: Any, heads: int, head_dim: int, *, cross: bool = Fal
     return make_position(spec, heads, head_dim, grid=grid, causal=causal)
 
 
+def spec_label(spec: Any) -> str:
+    """A short name of the variant a spec defines, for results and reports: the score, then each
+    key that changes the numbers (``scaled_dot+rope+window8+kv1``); backends compute the same
+    function, so they are not part of it."""
+    spec = as_spec(spec)
+    parts = [str(spec.score)]
+    if spec.position != "none":
+        parts.append(str(spec.position))
+    if spec.local != "none":
+        parts.append(f"local-{spec.local}")
+    if spec.window:
+        parts.append(f"window{spec.window}")
+    if spec.kv_heads:
+        parts.append(f"kv{spec.kv_heads}")
+    return "+".join(parts)
+
+
 def has_dot_form(score_name: str) -> bool:
     """Whether a score can run on a fused dot-product kernel (SDPA, FlexAttention)."""
     cls = SCORES.get(score_name)
