@@ -23,6 +23,10 @@ What the first decoder layer reads besides x'_t (``model.input_feeding``):
 - ``context``: c_{t-1} only;
 - ``attentional``: h~_{t-1} only, Luong et al. 2015, sec. 3.3 ("input feeding").
 
+The default is ``seed``: the seed text's formulation, and on validation it was not worse than
+``context`` (recipe with ``trainer.max_steps=500 data.max_eval_sentences=500 decode.beam_size=1
+model.input_feeding=seed|context``: valid BLEU 15.65 against 15.31, one seed; docs/benchmarks.md).
+
 The RNN's input is one vector; the column order of W_ih differs from the written concatenation,
 which changes nothing (a test checks ``seed`` against ``torch.nn.GRUCell`` on [o; x'; c]).
 
