@@ -313,13 +313,18 @@ class Row:
 
     def health_text(self) -> str:
         """``"0.41 / 0.52 / 3%"`` (normalised entropy / largest weight / steps peaking on </s>),
-        ``COLLAPSED`` appended when the means look collapsed; "n/a" without attention health."""
+        ``COLLAPSED`` appended when the means look collapsed; "n/a" without attention health. Where a
+        gold alignment says the sharp attention is right (the gym: alignment accuracy >= 0.5), it
+        is marked ``aligned`` instead: one-hot weights on the right position are not a collapse."""
         stats = self.health()
         if not stats or any(st.mean is None for st in stats.values()):
             return "n/a"
         means = {k: st.mean for k, st in stats.items()}
         text = f"{means['entropy_norm']:.2f} / {means['max_weight']:.2f} / {100 * means['eos_share']:.0f}%"
-        return text + (" COLLAPSED" if collapsed(means) else "")
+        if not collapsed(means):
+            return text
+        aligned = _stat(self.complete_runs, "alignment_accuracy").mean
+        return text + (" aligned" if aligned is not None and aligned >= 0.5 else " COLLAPSED")
 
     def length_buckets(self) -> dict[str, Stat]:
         """BLEU by source-length bucket (``bleu_by_length``), mean over seeds, buckets in order."""

@@ -86,6 +86,9 @@ def test_deletion_order_puts_padding_last_and_auc_is_the_trapezoid_area():
 # ----------------------------------------------------------------------------- the report
 
 
+SHARP = {"entropy_norm": 0.01, "max_weight": 0.99, "eos_share": 0.0, "entropy": 0.01, "eos_weight": 0.0}
+
+
 def _gym_run(root, attention: str, seed: int, em: dict[str, float], align: dict[str, float] | None):
     import json
 
@@ -97,7 +100,7 @@ def _gym_run(root, attention: str, seed: int, em: dict[str, float], align: dict[
     by_length = {n: {"exact_match": v, **({"alignment_accuracy": align[n]} if align else {})} for n, v in em.items()}
     results = {"task": "translation", "model": "rnn_attn", "attention": attention, "seed": seed, "bleu": 50.0,
                "exact_match": em["8"], "token_accuracy": em["8"], "train_len": [4, 12], "by_length": by_length,
-               **({"alignment_accuracy": align["8"]} if align else {})}
+               **({"alignment_accuracy": align["8"], "attention_health": SHARP} if align else {})}
     (folder / "results.json").write_text(json.dumps(results))
     (folder / "metrics.jsonl").write_text("")
 
@@ -120,6 +123,7 @@ def test_report_scores_gym_runs_by_exact_match_per_length_with_the_plot(tmp_path
     assert "exact match by test length; * = outside the training lengths 4-12" in text
     assert "| variant | 8 | 32* |" in text and "| `attention=dot` | 0.9500 ± 0.0707 | 0.5000 ± 0.0000 |" in text
     assert "alignment accuracy by test length" in text
+    assert "0.99 / 0% aligned" in text and "COLLAPSED" not in text  # one-hot on the gold position is no collapse
 
 
 def test_report_shows_the_pointing_game_of_every_map(tmp_path):
