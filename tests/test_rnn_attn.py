@@ -275,6 +275,15 @@ def test_local_predictive_runs_from_the_command_line(tmp_path):
     assert 0 < results["attention_health"]["max_weight"] <= 1
 
 
+def test_a_config_saved_before_input_feeding_and_qk_scale_rebuilds_the_old_model():
+    """Checkpoints of older runs carry a model config without these keys: context feeding, plain scores."""
+    old = OmegaConf.create(dict(name="rnn_attn", cell="gru", emb_dim=8, hidden_dim=16, enc_layers=1, dec_layers=1,
+                                bidirectional=True, attn_dim=8, dropout=0.0, tie_embeddings=True))
+    model = RNNAttention(old, OmegaConf.structured(AttentionConfig(score="dot")), 12, 12)
+    assert model.feed_context and not model.feed_output and model.log_qk_scale is None
+    assert model.cells[0].weight_step.shape == (3 * 16, 16)  # reads c_{t-1} (H) only
+
+
 def test_negative_qk_scale_is_a_user_error():
     from attnlab.errors import UserError
 

@@ -265,8 +265,12 @@ class RNNAttention(Seq2Seq):
         step_cls = CELLS[str(cfg.cell)]
         if cfg.bidirectional and cfg.hidden_dim % 2:
             raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
-        if cfg.qk_scale < 0:
-            raise UserError(f"model.qk_scale={cfg.qk_scale} must be >= 0 (0 = no query-key normalisation)")
+        # A config saved before these keys existed (an older checkpoint) rebuilds the model it
+        # trained: context feeding, plain scores.
+        qk_scale = float(getattr(cfg, "qk_scale", 0.0))
+        feeding = str(getattr(cfg, "input_feeding", "context"))
+        if qk_scale < 0:
+            raise UserError(f"model.qk_scale={qk_scale} must be >= 0 (0 = no query-key normalisation)")
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
         self.fused, self.backend = attention.fused, str(getattr(attention, "backend", "auto"))
@@ -275,7 +279,6 @@ class RNNAttention(Seq2Seq):
         self.window = int(getattr(attention, "window", 0))
         if self.local != "none" and self.window <= 0:
             raise UserError(f"attention.local={self.local} needs a window: attention.window=D > 0 (Luong et al. use D=10)")
-        feeding = str(cfg.input_feeding)
         self.feed_context = self.use_attention and feeding in ("seed", "context")  # c_{t-1}
         self.feed_output = feeding in ("seed", "attentional")  # o_{t-1} = h~_{t-1}
         # Embeddings start small (std E^-1/2, so tied output logits start near 0) and are scaled
@@ -293,8 +296,8 @@ class RNNAttention(Seq2Seq):
             self.key_proj = nn.Linear(H, A, bias=False)  # W_K
             self.query_proj = nn.Linear(H, A, bias=False)  # W_Q
             self.score = make_score_for(attention, A, A)
-            if cfg.qk_scale > 0:  # g = exp(log g): Adam's steps change g by a factor, not a sum
-                self.log_qk_scale = nn.Parameter(torch.tensor(math.log(cfg.qk_scale)))
+            if qk_scale > 0:  # g = exp(log g): Adam's steps change g by a factor, not a sum
+                self.log_qk_scale = nn.Parameter(torch.tensor(math.log(qk_scale)))
             if self.local == "predictive":  # p_t = S sigmoid(v_p^T tanh(W_p s_t)), Luong et al. eq. 9
                 self.position_proj = nn.Linear(H, A, bias=False)  # W_p
                 self.position_v = nn.Linear(A, 1, bias=False)  # v_p
