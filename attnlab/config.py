@@ -195,7 +195,8 @@ class RNNAttnConfig:
     input_feeding: InputFeeding = InputFeeding.seed  # what the decoder reads besides x'_t
     # Normalise q_t and k_i to unit length before scoring and scale the queries by a learned
     # g (init qk_scale; Henry et al. 2020 "query-key normalisation"); 0 = off (the plain scores
-    # saturate within 50 updates and attention collapses onto the source </s>).
+    # saturate within 50 updates and attention collapses onto the source </s>). scaled_dot divides
+    # by sqrt(attn_dim) again: use 160 with it (docs/benchmarks.md).
     qk_scale: float = 10.0
 
 
