@@ -49,7 +49,7 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import yaml
 
@@ -743,12 +743,18 @@ def _gym_length_section(rows: Sequence[Row]) -> list[str]:
         names = [f"{n}" if lo is None or lo <= n <= hi else f"{n}*" for n in lengths]
         note = f"; * = outside the training lengths {lo}-{hi}" if lo is not None else ""
         lines += [f"{metric.replace('_', ' ')} by test length{note}:", ""]
-        lines += ["| variant | " + " | ".join(names) + " |", "|---|" + "---:|" * len(lengths)]
-        for row in rows:
-            stats = row.by_length(metric)
-            lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[n].text() if n in stats else "n/a" for n in lengths)]) + " |")
-        lines.append("")
+        lines += _variant_table(rows, names, lengths, lambda row: row.by_length(metric))
     return lines
+
+
+def _variant_table(rows: Sequence[Row], header: Sequence[str], keys: Sequence[Any],
+                   stats_of: Callable[[Row], dict[Any, Any]]) -> list[str]:
+    """A markdown table: one line per variant, one column per key (mean ± std, or n/a)."""
+    lines = ["| variant | " + " | ".join(map(str, header)) + " |", "|---|" + "---:|" * len(keys)]
+    for row in rows:
+        stats = stats_of(row)
+        lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[k].text() if k in stats else "n/a" for k in keys)]) + " |")
+    return lines + [""]
 
 
 def _pointing_section(rows: Sequence[Row]) -> list[str]:
@@ -759,11 +765,7 @@ def _pointing_section(rows: Sequence[Row]) -> list[str]:
         maps = list(dict.fromkeys(k for r in rows for k in r.map_scores(kind)))
         if not maps:
             continue
-        lines += [f"{what}:", "", "| variant | " + " | ".join(maps) + " |", "|---|" + "---:|" * len(maps)]
-        for row in rows:
-            stats = row.map_scores(kind)
-            lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[m].text() if m in stats else "n/a" for m in maps)]) + " |")
-        lines.append("")
+        lines += [f"{what}:", ""] + _variant_table(rows, maps, maps, lambda row: row.map_scores(kind))
     return lines
 
 

@@ -29,6 +29,17 @@ def make_model(score="dot", vocab=12, local="none", window=0, **sizes) -> RNNAtt
     attention = AttentionConfig(score=score, local=local, window=window)
     return RNNAttention(cfg, OmegaConf.structured(attention), vocab, vocab)
 
+def assert_forward_equals_steps(model, src, lengths, tgt):
+    """Teacher-forced forward() gives the log-probabilities of step() fed the same tokens."""
+    logp = torch.log_softmax(model(src, lengths, tgt), dim=-1)  # (B, T, V)
+    memory = model.encode(src, lengths)
+    state = model.init_state(memory)
+    for t in range(tgt.shape[1]):
+        step_logp, state, _ = model.step(tgt[:, t], state, memory)
+        real = tgt[:, t] != 0
+        torch.testing.assert_close(logp[real, t], step_logp[real], atol=1e-5, rtol=1e-5)
+
+
 
 def test_gru_step_equals_torch_gru_cell():
     torch.manual_seed(0)
@@ -176,13 +187,7 @@ def test_teacher_forcing_equals_step_by_step_decoding(score, feeding):
     src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0]])
     lengths = torch.tensor([5, 3])
     tgt = torch.tensor([[1, 4, 5, 6, 7], [1, 7, 8, 0, 0]])
-    logp = torch.log_softmax(model(src, lengths, tgt), dim=-1)  # (B, T, V)
-    memory = model.encode(src, lengths)
-    state = model.init_state(memory)
-    for t in range(tgt.shape[1]):
-        step_logp, state, _ = model.step(tgt[:, t], state, memory)
-        real = tgt[:, t] != 0
-        torch.testing.assert_close(logp[real, t], step_logp[real], atol=1e-5, rtol=1e-5)
+    assert_forward_equals_steps(model, src, lengths, tgt)
 
 
 @pytest.mark.parametrize("score", list(SCORE_REGISTRY))
@@ -251,13 +256,7 @@ def test_local_attention_teacher_forcing_equals_step_by_step(local):
     src = torch.tensor([[5, 6, 7, 8, 9, 10, 2], [9, 10, 2, 0, 0, 0, 0]])
     lengths = torch.tensor([7, 3])
     tgt = torch.tensor([[1, 4, 5, 6, 7, 8], [1, 7, 8, 0, 0, 0]])
-    logp = torch.log_softmax(model(src, lengths, tgt), dim=-1)
-    memory = model.encode(src, lengths)
-    state = model.init_state(memory)
-    for t in range(tgt.shape[1]):
-        step_logp, state, _ = model.step(tgt[:, t], state, memory)
-        real = tgt[:, t] != 0
-        torch.testing.assert_close(logp[real, t], step_logp[real], atol=1e-5, rtol=1e-5)
+    assert_forward_equals_steps(model, src, lengths, tgt)
 
 
 def test_local_predictive_runs_from_the_command_line(tmp_path):
