@@ -218,7 +218,7 @@ class Translator(Loaded):
         batch = [sentences] if single else list(sentences)
         self.model.eval()
         if n_best == 1:
-            from attnlab.tasks.translation import translate_sentences
+            from attnlab.decode.translate import translate_sentences
 
             for s in batch:
                 self._source_ids(s)  # clear errors for empty or too long input

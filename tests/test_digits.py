@@ -21,7 +21,7 @@ def test_the_shipped_digits_and_their_attribution():
 def test_the_vision_data_loads_without_scikit_learn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # any import of scikit-learn fails
     from attnlab.config import ImageDataConfig
-    from attnlab.data.images import load_images
+    from attnlab.data.image_readers import load_images
 
     data = load_images(ImageDataConfig())
     assert (len(data.train), len(data.valid), len(data.test)) == (1294, 144, 359)

@@ -1,4 +1,4 @@
-"""Tests for attnlab.data.images: splits, MNIST/CIFAR-10/image-folder loaders, collate, user errors."""
+"""Tests for attnlab.data.images and attnlab.data.image_readers: splits, MNIST/CIFAR-10/image-folder loaders, collate, user errors."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 from attnlab.config import ImageDataConfig
-from attnlab.data import images as im
+from attnlab.data import image_readers as im
 from attnlab.data.download import RemoteFile
-from attnlab.data.images import ImageSet, collate, load_images, read_idx, stratified_split
+from attnlab.data.image_readers import load_images, read_idx
+from attnlab.data.images import ImageSet, collate, stratified_split
 from attnlab.errors import UserError
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # SOURCE.md

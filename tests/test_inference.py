@@ -13,7 +13,7 @@ import attnlab
 from attnlab.data.batching import pad_batch
 from attnlab.errors import UserError
 from attnlab.inference import Classifier, Translation, Translator
-from attnlab.tasks.translation import translate_sentences
+from attnlab.decode.translate import translate_sentences
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from attnlab import api
 from attnlab.config import PlacedDigitsConfig
-from attnlab.data.images import load_images
+from attnlab.data.image_readers import load_images
 from attnlab.data.placed_digits import patches_inside, place
 from attnlab.errors import UserError
 from attnlab.tasks.gym_vision import gradient_rollout, patch_ink

@@ -12,9 +12,11 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from attnlab.__main__ import config_dir
+from attnlab.data.pairs import Tokenizers
 from attnlab.errors import UserError
 from attnlab.runlog import read_metrics
 from attnlab.tasks import translation
+from attnlab.viz import translation_attention
 
 TINY = [
     "data.max_train_pairs=400",
@@ -106,12 +108,12 @@ def test_every_layer_grid_has_the_layers_heads_and_tokens_of_its_kind(tmp_path, 
         drawn[path.name] = ([tuple(w.shape) for w in weights], len(rows), len(cols))
         return path
 
-    monkeypatch.setattr(translation, "plot_attention_grid", record)
+    monkeypatch.setattr(translation_attention, "plot_attention_grid", record)
     torch.manual_seed(0)
     model = Transformer(20, 20, d_model=16, heads=2, enc_layers=1, dec_layers=3, d_ff=32).eval()
     src_ids, out_ids = [5, 6, 7, 8], [9, 10]  # S = 4 + eos, T = 2 + eos
     src, tgt = ["a", "b", "c", "d", "</s>"], ["x", "y", "</s>"]
-    translation._draw_every_layer(model, src_ids, out_ids, src, tgt, "t", tmp_path / "test_000", torch.device("cpu"))
+    translation_attention._draw_every_layer(model, src_ids, out_ids, src, tgt, "t", tmp_path / "test_000", torch.device("cpu"))
     assert drawn == {
         "test_000_encoder.png": ([(2, 5, 5)] * 1, 5, 5),
         "test_000_cross.png": ([(2, 3, 5)] * 3, 3, 5),
@@ -244,9 +246,9 @@ def test_tokenizers_travel_in_checkpoints_shared_or_not(shared, tmp_path):
 
     cfg = make(f"data.shared_vocab={str(shared).lower()}")
     train = Split(["Ich bin müde.", "Wo ist Tom?", "Danke schön!"] * 20, [["I'm tired."], ["Where's Tom?"], ["Thanks!"]] * 20)
-    toks = translation.Tokenizers.train(train, cfg)
+    toks = Tokenizers.train(train, cfg)
     assert toks.shared is shared
-    again = translation.Tokenizers.from_extra(toks.to_extra(), "x.pt")
+    again = Tokenizers.from_extra(toks.to_extra(), "x.pt")
     assert again.shared is shared
     assert again.src.encode("Wo ist Tom?") == toks.src.encode("Wo ist Tom?")
     assert again.tgt.decode(again.tgt.encode("Where's Tom?")) == "Where's Tom?"
@@ -254,4 +256,4 @@ def test_tokenizers_travel_in_checkpoints_shared_or_not(shared, tmp_path):
     names = ["tokenizer.model"] if shared else ["tokenizer.src.model", "tokenizer.tgt.model"]
     assert sorted(p.name for p in tmp_path.glob("*.model")) == names
     with pytest.raises(UserError, match="carries no tokenizer"):
-        translation.Tokenizers.from_extra({}, "x.pt")
+        Tokenizers.from_extra({}, "x.pt")

@@ -15,7 +15,7 @@ from PIL import Image
 from attnlab.__main__ import config_dir
 from attnlab.app import run as app_run
 from attnlab.config import ImageDataConfig
-from attnlab.data.images import load_images
+from attnlab.data.image_readers import load_images
 from attnlab.models.vit import ViT
 from attnlab.tasks.vision import ImageClassification, load_model, read_image
 from attnlab.tasks.vision import run as vision_run

@@ -24,7 +24,8 @@ from torch import Tensor
 
 from attnlab.data.digits import LEVELS as DIGIT_LEVELS
 from attnlab.data.digits import load_digits
-from attnlab.data.images import DATASETS, ImageSet, _labels, _Splits, split_off, DIGITS_TEST_FRACTION
+from attnlab.data.image_readers import DATASETS, DIGITS_TEST_FRACTION, _labels
+from attnlab.data.images import ImageSet, _Splits, split_off
 from attnlab.errors import UserError
 
 DIGIT = 8  # the shipped digits are 8x8

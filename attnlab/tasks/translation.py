@@ -22,278 +22,28 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from attnlab import progress
-from attnlab.attention.health import attention_health
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import DecodeConfig
-from attnlab.data.batching import fixed_batches, pad_batch, token_batches
+from attnlab.data.pairs import EncodedPairs, Tokenizers, make_batches
 from attnlab.data.text import ParallelData, Split, load_corpus, normalize_space, read_lines
-from attnlab.data.symbols import SymbolTokenizer, tokenizer_from_bytes
-from attnlab.data.tokenizer import Tokenizer, train_tokenizer
-from attnlab.decode import Hypothesis, n_best_batch, sampling_generator, translate_batch
+from attnlab.decode.translate import score_split, translate_n_best, translate_sentences
 from attnlab.errors import UserError
-from attnlab.metrics import bleu_by_length, corpus_scores
+from attnlab.metrics import bleu_by_length
 from attnlab.models import build_model
 from attnlab.models.seq2seq import Seq2Seq
 from attnlab.runlog import base_results, peak_rss_mb, prepare_run, write_json
 from attnlab.train import Trainer, load_best_weights
-from attnlab.viz.text import plot_attention, plot_attention_grid
+from attnlab.viz.translation_attention import draw_attention
 
 log = logging.getLogger("attnlab.translation")
-
-EOS_PIECE = "</s>"
-BOS_PIECE = "<s>"
-# SentencePiece learns its vocabulary from a random sample of this many training sentences:
-# on the shipped corpus (260k sentences) that halves the tokenizer's time for the same lengths.
-TOKENIZER_SAMPLE = 100_000
-
-
-# ----------------------------------------------------------------------------- tokenizers
-
-
-@dataclass
-class Tokenizers:
-    """The source and target tokenizers (one object for both with ``data.shared_vocab``)."""
-
-    src: Tokenizer
-    tgt: Tokenizer
-
-    @property
-    def shared(self) -> bool:
-        return self.src is self.tgt
-
-    @classmethod
-    def train(cls, train: Split, cfg: DictConfig, symbols: Sequence[str] = ()) -> Tokenizers:
-        """SentencePiece on the training split only (never valid/test text); with
-        ``data.tokenizer_type=symbols`` one id per whitespace-separated symbol (``symbols`` first)."""
-        data = cfg.data
-        targets = list(dict.fromkeys(t for refs in train.references for t in refs))
-        if data.tokenizer_type == "symbols":
-            shared = SymbolTokenizer.fit(train.sources + targets, symbols)
-            return cls(shared, shared)
-
-        def fit(text: list[str]) -> Tokenizer:
-            log.info("training a %s tokenizer of %d subwords on %d sentences (at most %d sampled)",
-                     data.tokenizer_type, data.vocab_size, len(text), TOKENIZER_SAMPLE)
-            with progress.clock("tokenizer"):  # one SentencePiece call, no progress of its own: a clock
-                return train_tokenizer(
-                    text, data.vocab_size, str(data.tokenizer_type), seed=cfg.seed, max_sentences=TOKENIZER_SAMPLE
-                )
-
-        if data.shared_vocab:
-            shared = fit(train.sources + targets)
-            return cls(shared, shared)
-        return cls(fit(train.sources), fit(targets))
-
-    def to_extra(self) -> dict[str, bytes]:
-        if self.shared:
-            return {"tokenizer": self.src.to_bytes()}
-        return {"src_tokenizer": self.src.to_bytes(), "tgt_tokenizer": self.tgt.to_bytes()}
-
-    @classmethod
-    def from_extra(cls, extra: dict[str, Any], path: Path | str) -> Tokenizers:
-        if "tokenizer" in extra:
-            shared = tokenizer_from_bytes(extra["tokenizer"])
-            return cls(shared, shared)
-        if "src_tokenizer" in extra and "tgt_tokenizer" in extra:
-            return cls(tokenizer_from_bytes(extra["src_tokenizer"]), tokenizer_from_bytes(extra["tgt_tokenizer"]))
-        raise UserError(f"checkpoint {path} carries no tokenizer; it is not a translation checkpoint")
-
-    def save(self, run_dir: Path) -> None:
-        if self.shared:
-            self.src.save(run_dir / "tokenizer.model")
-        else:
-            self.src.save(run_dir / "tokenizer.src.model")
-            self.tgt.save(run_dir / "tokenizer.tgt.model")
-
-
-# ----------------------------------------------------------------------------- batches
-
-
-@dataclass
-class EncodedPairs:
-    """Subword ids of (source, target) pairs, without specials."""
-
-    src: list[list[int]]
-    tgt: list[list[int]]
-
-    @classmethod
-    def encode(cls, pairs: Sequence[tuple[str, str]], toks: Tokenizers, max_tokens: int = 0) -> EncodedPairs:
-        """Encode pairs; with ``max_tokens`` > 0 drop pairs with a longer side (in subwords)."""
-        src = toks.src.encode_batch([s for s, _ in pairs])
-        tgt = toks.tgt.encode_batch([t for _, t in pairs])
-        if max_tokens > 0:
-            kept = [i for i in range(len(src)) if len(src[i]) <= max_tokens and len(tgt[i]) <= max_tokens]
-            if len(kept) < len(src):
-                log.info("dropped %d of %d training pairs longer than %d subwords", len(src) - len(kept), len(src), max_tokens)
-            src, tgt = [src[i] for i in kept], [tgt[i] for i in kept]
-        return cls(src, tgt)
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def lengths(self) -> list[int]:
-        """Padded length each pair needs in a batch: the longer side plus its eos/bos."""
-        return [max(len(s), len(t)) + 1 for s, t in zip(self.src, self.tgt)]
-
-    def tensors(self, batch: Sequence[int], device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """src (B, S) ending in eos, src_lengths (B,), tgt_in (B, T) = bos y, tgt_out (B, T) = y eos."""
-        src, src_len = pad_batch([self.src[i] for i in batch], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)
-        tgt, _ = pad_batch([self.tgt[i] for i in batch], Seq2Seq.pad_id, bos=Seq2Seq.bos_id, eos=Seq2Seq.eos_id)
-        return src.to(device), src_len.to(device), tgt[:, :-1].to(device), tgt[:, 1:].to(device)
-
-
-def make_batches(
-    lengths: Sequence[int], cfg: DictConfig, generator: torch.Generator | None, shuffle: bool
-) -> list[list[int]]:
-    """Token-budget batches (``trainer.max_tokens``), or ``trainer.batch_size`` sentences."""
-    if cfg.trainer.max_tokens > 0:
-        return token_batches(lengths, cfg.trainer.max_tokens, generator, shuffle)
-    return fixed_batches(len(lengths), cfg.trainer.batch_size, generator, shuffle)
-
-
-# ----------------------------------------------------------------------------- translation
-
-
-def translate_sentences(
-    model: Seq2Seq,
-    toks: Tokenizers,
-    sentences: Sequence[str],
-    cfg: DecodeConfig,
-    device: torch.device,
-    need_weights: bool = False,
-) -> list[Hypothesis]:
-    """Translate ``sentences`` in batches of ``cfg.batch_size`` sorted by length (less padding);
-    the result is in input order. With ``cfg.sampling`` each translation is a seeded sample."""
-    model.eval()
-    generator = sampling_generator(cfg, device)
-    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
-                      lambda src, n: translate_batch(model, src, n, cfg, need_weights, generator))
-
-
-def translate_n_best(
-    model: Seq2Seq, toks: Tokenizers, sentences: Sequence[str], cfg: DecodeConfig, device: torch.device
-) -> list[list[Hypothesis]]:
-    """``cfg.n_best`` translations of each sentence, best first: samples (``cfg.sampling``, in the
-    order drawn) or the beam's best hypotheses."""
-    model.eval()
-    generator = sampling_generator(cfg, device)
-    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
-                      lambda src, n: n_best_batch(model, src, n, cfg, generator))
-
-
-def _by_length(ids: list[list[int]], batch_size: int, device: torch.device,
-               search: Callable[[Tensor, Tensor], list[Any]]) -> list[Any]:
-    """``search(src (B, S), src_lengths (B,))`` over batches of sentences of similar lengths; the
-    results in the order of ``ids``."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list[Any] = [None] * len(ids)
-    size = max(batch_size, 1)
-    for start in progress.bar(range(0, len(order), size), desc="decoding", unit="batch"):
-        chunk = order[start : start + size]
-        src, src_len = pad_batch([ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)
-        for i, result in zip(chunk, search(src.to(device), src_len.to(device))):
-            out[i] = result
-    return out
-
-
-def score_split(
-    model: Seq2Seq, toks: Tokenizers, split: Split, cfg: DecodeConfig, device: torch.device
-) -> tuple[dict[str, Any], list[str]]:
-    """Translate a split's sources; corpus BLEU/chrF against all its references, and the health
-    of the attention the search used (:mod:`attnlab.attention.health`) when the model has one."""
-    start = time.perf_counter()
-    found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=True)
-    seconds = time.perf_counter() - start
-    hyps = [toks.tgt.decode(h.tokens) for h in found]
-    scores = corpus_scores(hyps, split.references).as_dict()
-    health = attention_health([h.attention for h in found if h.attention is not None])
-    extra = {"attention_health": health} if health else {}
-    return {**scores, **extra, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps
-
-
-def draw_attention(
-    model: Seq2Seq,
-    toks: Tokenizers,
-    sentences: Sequence[str],
-    cfg: DecodeConfig,
-    device: torch.device,
-    folder: Path,
-    layer_grids: int = 1,
-) -> list[Path]:
-    """Heatmaps of the attention of the chosen translations of ``sentences``: ``test_NNN.png``
-    (the attention that the search used: the RNN's, or the Transformer's last cross-attention
-    averaged over heads) and, for the first ``layer_grids`` sentences and a model with
-    ``attention_maps`` (the Transformer), grids of every layer and head: ``test_NNN_cross.png``,
-    ``test_NNN_encoder.png``, ``test_NNN_decoder.png``. The raw weights of every sentence go to
-    ``test_NNN.npz`` beside them (see :func:`save_weights`)."""
-    hyps = translate_sentences(model, toks, sentences, cfg, device, need_weights=True)
-    paths = []
-    for n, (sentence, hyp) in enumerate(zip(sentences, hyps)):
-        if hyp.attention is None:
-            log.info("this model returns no attention weights (attention=none?): no heatmaps")
-            return []
-        src_ids = toks.src.encode(sentence)
-        src = [toks.src.id_to_piece(i) for i in src_ids] + [EOS_PIECE]
-        tgt = [toks.tgt.id_to_piece(i) for i in hyp.tokens] + [EOS_PIECE]
-        title = f"{sentence}\n-> {toks.tgt.decode(hyp.tokens)}"
-        paths.append(plot_attention(hyp.attention, src, tgt, folder / f"test_{n:03d}.png", title))
-        maps = _every_layer(model, src_ids, hyp.tokens, device) if hasattr(model, "attention_maps") else {}
-        save_weights(folder / f"test_{n:03d}.npz", src, tgt, hyp.attention, maps)
-        if n < layer_grids and maps:
-            paths += _draw_every_layer(model, src_ids, hyp.tokens, src, tgt, title, folder / f"test_{n:03d}", device, maps)
-    return paths
-
-
-def save_weights(path: Path, src: list[str], tgt: list[str], search: Tensor, maps: dict[str, list[Tensor]]) -> Path:
-    """The raw attention of one example as ``.npz`` (numpy arrays; ``numpy.load`` reads it without
-    pickle): ``source_tokens`` (S,) and ``output_tokens`` (T,) ending in ``</s>``, ``attention``
-    (T, S) the weights the search used, and for a model with every layer's maps ``cross``
-    (layers, heads, T, S), ``encoder`` (layers, heads, S, S), ``decoder`` (layers, heads, T, T)."""
-    import numpy as np
-
-    arrays = {kind: torch.stack([w[0] for w in layers]).float().cpu().numpy() for kind, layers in maps.items()}
-    np.savez_compressed(path, source_tokens=np.array(src), output_tokens=np.array(tgt),
-                        attention=search.float().cpu().numpy(), **arrays)
-    return path
-
-
-# The axes of each kind of map of Transformer.attention_maps: (rows, columns).
-_MAP_AXES = {"cross": ("output", "source"), "encoder": ("source", "source"), "decoder": ("output", "output so far")}
-
-
-def _every_layer(model: Seq2Seq, src_ids: list[int], out_ids: list[int], device: torch.device) -> dict[str, list[Tensor]]:
-    """The model's ``attention_maps`` teacher-forced on its own translation (row t of a decoder
-    map is the step that predicts output token t): kind -> one (1, H, R, C) tensor per layer."""
-    src_t, src_len = pad_batch([src_ids], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (1, S), ending in eos
-    tgt_in = torch.tensor([[Seq2Seq.bos_id, *out_ids]])  # (1, T): bos + the translation
-    return model.attention_maps(src_t.to(device), src_len.to(device), tgt_in.to(device))
-
-
-def _draw_every_layer(
-    model: Seq2Seq, src_ids: list[int], out_ids: list[int], src: list[str], tgt: list[str], title: str,
-    stem: Path, device: torch.device, maps: dict[str, list[Tensor]] | None = None,
-) -> list[Path]:
-    """``<stem>_cross.png``, ``_encoder.png``, ``_decoder.png``: every layer and head of the model's
-    ``attention_maps`` (:func:`_every_layer`, unless already computed: ``maps``)."""
-    maps = maps if maps is not None else _every_layer(model, src_ids, out_ids, device)
-    tokens = {"source": src, "output": tgt, "output so far": [BOS_PIECE, *tgt[:-1]]}
-    paths = []
-    for kind, layers in maps.items():
-        rows, cols = _MAP_AXES[kind]
-        heads = [w[0] for w in layers]  # per layer: (1, H, R, C) -> (H, R, C)
-        path = stem.with_name(f"{stem.name}_{kind}.png")
-        paths.append(plot_attention_grid(heads, tokens[rows], tokens[cols], path, f"{kind} attention: {title}", rows, cols))
-    return paths
 
 
 # ----------------------------------------------------------------------------- training

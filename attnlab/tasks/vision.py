@@ -34,7 +34,8 @@ from attnlab import distributed, progress
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import AttentionConfig, ImageDataConfig, ViTConfig
 from attnlab.data.augment import Augment
-from attnlab.data.images import ImageData, ImageSet, collate, load_images
+from attnlab.data.image_readers import load_images
+from attnlab.data.images import ImageData, ImageSet, collate
 from attnlab.errors import UserError
 from attnlab.models import build_model
 from attnlab.runlog import base_results, peak_rss_mb, prepare_run, write_json
@@ -197,10 +198,10 @@ def attention_pictures(
     cfg: DictConfig, run_dir: Path, model: nn.Module, images: ImageSet, classes: Sequence[str], device: torch.device
 ) -> list[str]:
     """The attention pictures of the first ``viz.num_examples`` images (paths, relative to run_dir);
-    their raw weights go to ``attention/attention.npz`` (:func:`save_weights`)."""
+    their raw weights go to ``attention/attention.npz`` (:func:`attnlab.viz.vision.save_weights`)."""
     if not cfg.viz.enabled or len(images) == 0 or not distributed.is_main():
         return []
-    from attnlab.viz.vision import save_attention_pictures  # matplotlib only when drawing
+    from attnlab.viz.vision import save_attention_pictures, save_weights  # matplotlib only when drawing
 
     idx = torch.arange(min(int(cfg.viz.num_examples), len(images)))
     batch, sizes, labels = images.batch(idx)
@@ -215,24 +216,6 @@ def attention_pictures(
     paths = save_attention_pictures(run_dir / "attention", model, batch, sizes, titles)
     save_weights(run_dir / "attention" / "attention.npz", model, batch, sizes, labels, probs, classes)  # raw, beside them
     return [str(p.relative_to(run_dir)) for p in paths]
-
-
-@torch.no_grad()
-def save_weights(
-    path: Path, model: nn.Module, images: Tensor, sizes: Tensor, labels: Tensor, probs: Tensor, classes: Sequence[str]
-) -> Path:
-    """The raw attention of the example images as ``.npz`` (``numpy.load`` reads it without
-    pickle): ``weights`` (images, layers, heads, T, T) with T = [1 +] N tokens (CLS first when
-    ``has_cls``; N patches row-major over ``grid``), ``images`` (B, C, H, W) zero-padded with
-    their ``sizes`` (B, 2), ``labels``, ``probs`` (B, classes), ``classes``, ``patch_size``."""
-    weights = torch.stack(model.attention_weights(images, sizes), dim=1)  # L x (B, H, T, T) -> (B, L, H, T, T)
-    layout = model.layout(images, sizes)
-    np.savez_compressed(
-        path, weights=weights.float().cpu().numpy(), images=images.float().cpu().numpy(), sizes=sizes.cpu().numpy(),
-        labels=labels.cpu().numpy(), probs=probs.numpy(), classes=np.array([str(c) for c in classes]),
-        grid=np.array(layout.grid), patch_size=np.array(model.patch_size), has_cls=np.array(model.has_cls),
-    )
-    return path
 
 
 # ----------------------------------------------------------------------------- checkpoints

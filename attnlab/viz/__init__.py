@@ -1,1 +1,1 @@
-"""Attention pictures: source x target heatmaps for translation."""
+"""Attention pictures: translation heatmaps and grids, ViT maps and rollout."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, Sequence
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -141,4 +142,22 @@ def _figure(figsize: tuple[float, float]) -> Figure:
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=100)
+    return path
+
+
+@torch.no_grad()
+def save_weights(
+    path: Path, model: AttentionModel, images: Tensor, sizes: Tensor, labels: Tensor, probs: Tensor, classes: Sequence[str]
+) -> Path:
+    """The raw attention of the example images as ``.npz`` (``numpy.load`` reads it without
+    pickle): ``weights`` (images, layers, heads, T, T) with T = [1 +] N tokens (CLS first when
+    ``has_cls``; N patches row-major over ``grid``), ``images`` (B, C, H, W) zero-padded with
+    their ``sizes`` (B, 2), ``labels``, ``probs`` (B, classes), ``classes``, ``patch_size``."""
+    weights = torch.stack(model.attention_weights(images, sizes), dim=1)  # L x (B, H, T, T) -> (B, L, H, T, T)
+    layout = model.layout(images, sizes)
+    np.savez_compressed(
+        path, weights=weights.float().cpu().numpy(), images=images.float().cpu().numpy(), sizes=sizes.cpu().numpy(),
+        labels=labels.cpu().numpy(), probs=probs.numpy(), classes=np.array([str(c) for c in classes]),
+        grid=np.array(layout.grid), patch_size=np.array(model.patch_size), has_cls=np.array(model.has_cls),
+    )
     return path

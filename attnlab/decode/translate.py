@@ -1,0 +1,75 @@
+"""Translate sentences with a trained Seq2Seq: batched by length, n-best, and a split's BLEU/chrF."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from attnlab import progress
+from attnlab.attention.health import attention_health
+from attnlab.config import DecodeConfig
+from attnlab.data.batching import pad_batch
+from attnlab.data.pairs import Tokenizers
+from attnlab.data.text import Split
+from attnlab.decode.search import Hypothesis, n_best_batch, sampling_generator, translate_batch
+from attnlab.metrics import corpus_scores
+from attnlab.models.seq2seq import Seq2Seq
+
+def translate_sentences(
+    model: Seq2Seq,
+    toks: Tokenizers,
+    sentences: Sequence[str],
+    cfg: DecodeConfig,
+    device: torch.device,
+    need_weights: bool = False,
+) -> list[Hypothesis]:
+    """Translate ``sentences`` in batches of ``cfg.batch_size`` sorted by length (less padding);
+    the result is in input order. With ``cfg.sampling`` each translation is a seeded sample."""
+    model.eval()
+    generator = sampling_generator(cfg, device)
+    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
+                      lambda src, n: translate_batch(model, src, n, cfg, need_weights, generator))
+
+
+def translate_n_best(
+    model: Seq2Seq, toks: Tokenizers, sentences: Sequence[str], cfg: DecodeConfig, device: torch.device
+) -> list[list[Hypothesis]]:
+    """``cfg.n_best`` translations of each sentence, best first: samples (``cfg.sampling``, in the
+    order drawn) or the beam's best hypotheses."""
+    model.eval()
+    generator = sampling_generator(cfg, device)
+    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
+                      lambda src, n: n_best_batch(model, src, n, cfg, generator))
+
+
+def _by_length(ids: list[list[int]], batch_size: int, device: torch.device,
+               search: Callable[[Tensor, Tensor], list[Any]]) -> list[Any]:
+    """``search(src (B, S), src_lengths (B,))`` over batches of sentences of similar lengths; the
+    results in the order of ``ids``."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[Any] = [None] * len(ids)
+    size = max(batch_size, 1)
+    for start in progress.bar(range(0, len(order), size), desc="decoding", unit="batch"):
+        chunk = order[start : start + size]
+        src, src_len = pad_batch([ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)
+        for i, result in zip(chunk, search(src.to(device), src_len.to(device))):
+            out[i] = result
+    return out
+
+
+def score_split(
+    model: Seq2Seq, toks: Tokenizers, split: Split, cfg: DecodeConfig, device: torch.device
+) -> tuple[dict[str, Any], list[str]]:
+    """Translate a split's sources; corpus BLEU/chrF against all its references, and the health
+    of the attention the search used (:mod:`attnlab.attention.health`) when the model has one."""
+    start = time.perf_counter()
+    found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=True)
+    seconds = time.perf_counter() - start
+    hyps = [toks.tgt.decode(h.tokens) for h in found]
+    scores = corpus_scores(hyps, split.references).as_dict()
+    health = attention_health([h.attention for h in found if h.attention is not None])
+    extra = {"attention_health": health} if health else {}
+    return {**scores, **extra, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps
