@@ -25,6 +25,7 @@ SPLIT_SEED = 0  # seed of every fixed split (independent of the run's seed)
 
 Indices = Union[Tensor, Sequence[int], np.ndarray]
 
+
 # ----------------------------------------------------------------------------- data model
 
 
@@ -181,7 +182,6 @@ def split_off(images: ImageSet, n_held: int) -> tuple[ImageSet, ImageSet]:
     """(rest, held): a fixed stratified draw of ``n_held`` images held out of ``images``."""
     kept, held = stratified_split(images.labels, n_held)
     return images.subset(kept), images.subset(held)
-
 
 
 @dataclass

@@ -18,6 +18,7 @@ from attnlab.decode.search import Hypothesis, n_best_batch, sampling_generator, 
 from attnlab.metrics import corpus_scores
 from attnlab.models.seq2seq import Seq2Seq
 
+
 def translate_sentences(
     model: Seq2Seq,
     toks: Tokenizers,

@@ -18,6 +18,7 @@ from attnlab.viz.text import plot_attention, plot_attention_grid
 
 log = logging.getLogger("attnlab.translation")
 
+
 def draw_attention(
     model: Seq2Seq,
     toks: Tokenizers,
