@@ -34,8 +34,8 @@ Query-key normalisation (``model.qk_scale`` = g > 0): q_t = g W_Q s_t / |W_Q s_t
 k_i = W_K h_i / |W_K h_i| before any scoring, g = exp(log g) learned (Henry et al. 2020,
 "Query-Key Normalization for Transformers"). With dot scoring the logits are g cos(q, k), at
 most g in size. Why: unnormalised, the logits grow from a spread of 0.5 to 30 within the first
-50 updates of the default recipe (AdamW moves every entry of W_Q and W_K at once, and the score is
-their product), the softmax saturates to one-hot, its gradient vanishes, and the attention stays
+50 updates of the default recipe (likely because AdamW moves every entry of W_Q and W_K at once
+and the score is their product; not measured), the softmax saturates to one-hot, its gradient vanishes, and the attention stays
 a fixed pointer, mostly to the source ``</s>``: measured by ``bench/rnn_attention_collapse.py``,
 numbers in docs/benchmarks.md.
 
