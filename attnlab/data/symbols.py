@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from attnlab.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from attnlab.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, content_ids
 from attnlab.errors import UserError
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")  # at ids PAD_ID, BOS_ID, EOS_ID, UNK_ID
@@ -87,15 +87,7 @@ class SymbolTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Symbols joined by spaces: stops at the first eos, ignores pad and bos."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        out: list[str] = []
-        for i in ids:
-            if i == EOS_ID:
-                break
-            if i not in (PAD_ID, BOS_ID):
-                out.append(self._pieces[int(i)])
-        return " ".join(out)
+        return " ".join(self._pieces[i] for i in content_ids(ids))
 
     def __repr__(self) -> str:
         return f"SymbolTokenizer(vocab_size={self.vocab_size})"

@@ -99,18 +99,23 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``: stops at the first eos, ignores pad and bos (accepts tensors too)."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        kept: list[int] = []
-        for i in ids:
-            if i == EOS_ID:
-                break
-            if i not in (PAD_ID, BOS_ID):
-                kept.append(int(i))
-        return self.sp.decode(kept)
+        return self.sp.decode(content_ids(ids))
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size})"
+
+
+def content_ids(ids: Iterable[int]) -> list[int]:
+    """The ids a decoder turns into text: up to the first eos, without pad and bos (tensors too)."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    kept: list[int] = []
+    for i in ids:
+        if i == EOS_ID:
+            break
+        if i not in (PAD_ID, BOS_ID):
+            kept.append(int(i))
+    return kept
 
 
 def train_tokenizer(
