@@ -62,15 +62,18 @@ def _by_length(ids: list[list[int]], batch_size: int, device: torch.device,
 
 
 def score_split(
-    model: Seq2Seq, toks: Tokenizers, split: Split, cfg: DecodeConfig, device: torch.device
+    model: Seq2Seq, toks: Tokenizers, split: Split, cfg: DecodeConfig, device: torch.device,
+    health: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Translate a split's sources; corpus BLEU/chrF against all its references, and the health
-    of the attention the search used (:mod:`attnlab.attention.health`) when the model has one."""
+    """Translate a split's sources; corpus BLEU/chrF against all its references. With ``health``
+    also the health of the attention the search used (:mod:`attnlab.attention.health`), when the
+    model has one: that asks the search for the weights, which keeps it off the fused kernel, so
+    validation during training does without it."""
     start = time.perf_counter()
-    found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=True)
+    found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=health)
     seconds = time.perf_counter() - start
     hyps = [toks.tgt.decode(h.tokens) for h in found]
     scores = corpus_scores(hyps, split.references).as_dict()
-    health = attention_health([h.attention for h in found if h.attention is not None])
-    extra = {"attention_health": health} if health else {}
+    summary = attention_health([h.attention for h in found if h.attention is not None])
+    extra = {"attention_health": summary} if summary else {}
     return {**scores, **extra, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps

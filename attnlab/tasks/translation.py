@@ -87,16 +87,19 @@ class TranslationTrainable:
         for batch in make_batches(self.valid_pairs.lengths(), self.cfg, None, shuffle=False):
             loss, n = self._loss(self.valid_pairs, batch, 0.0)
             total, units = total + float(loss) * n, units + n
-        greedy = DecodeConfig(**{**OmegaConf.to_container(self.cfg.decode), "beam_size": 1, "sampling": False})
-        scores, _ = score_split(self.model, self.toks, self.valid, greedy, self.device)
+        scores, _ = score_split(self.model, self.toks, self.valid, self._greedy(), self.device)
         return {"loss": total / max(units, 1), "bleu": scores["bleu"], "chrf": scores["chrf"]}
 
     def attention_image(self) -> Tensor | None:
         """The attention (output steps, source tokens) of the greedy translation of the first
         valid sentence, for live views (``logger=tensorboard``); None without attention."""
-        greedy = DecodeConfig(**{**OmegaConf.to_container(self.cfg.decode), "beam_size": 1, "sampling": False})
-        hyp = translate_sentences(self.model, self.toks, self.valid.sources[:1], greedy, self.device, need_weights=True)
+        hyp = translate_sentences(self.model, self.toks, self.valid.sources[:1], self._greedy(), self.device,
+                                  need_weights=True)
         return hyp[0].attention if hyp else None
+
+    def _greedy(self) -> DecodeConfig:
+        """The run's decoding settings with greedy search: what validation decodes with."""
+        return DecodeConfig(**{**OmegaConf.to_container(self.cfg.decode), "beam_size": 1, "sampling": False})
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return self.toks.to_extra()
@@ -142,7 +145,7 @@ def test_results(
     """Score the test split (also BLEU by source length); write hypotheses.txt and the heatmaps.
     Returns the results fields. A split with gold alignments (the attention gym) also gets
     :func:`attnlab.tasks.gym.gym_results` (``valid``, if given, chooses the best head)."""
-    scores, hyps = score_split(model, toks, test, cfg.decode, device)
+    scores, hyps = score_split(model, toks, test, cfg.decode, device, health=True)
     scores["bleu_by_length"] = bleu_by_length(test.sources, hyps, test.references)
     if test.alignments is not None:
         from attnlab.tasks.gym import gym_results
