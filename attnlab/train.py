@@ -353,10 +353,11 @@ class Trainer:
                 with sync:
                     with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                         loss, units = task.loss(distributed.shard(batch))
-                    self._check_finite(loss)
+                    value = loss.item()  # the one read of the loss from the device this batch
+                    self._check_finite(value)
                     # one batch: its mean loss; several: sum(units_i * mean_i), divided by sum(units) below
                     self.scaler.scale(loss if len(group) == 1 else loss * units).backward()
-                step_loss += loss.item() * units
+                step_loss += value * units
                 step_units += units
             if len(group) > 1:
                 for p in self.module.parameters():
@@ -370,7 +371,7 @@ class Trainer:
             st.step += 1
             st.batch_in_epoch += len(taken)
             st.elapsed += time.perf_counter() - start
-            window_loss += loss.item() if len(group) == 1 else step_loss / max(step_units, 1)
+            window_loss += value if len(group) == 1 else step_loss / max(step_units, 1)
             window_units += step_units
             window_steps += 1
             if self.bar is not None:
@@ -400,12 +401,12 @@ class Trainer:
                 break  # fit() validates, then continues this epoch where it stopped
         task.model = self.module
 
-    def _check_finite(self, loss: Tensor) -> None:
-        if not torch.isfinite(loss):
+    def _check_finite(self, loss: float) -> None:
+        if not math.isfinite(loss):
             last = self.ckpt_dir / "last.pt"
             kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
             raise UserError(
-                f"training diverged: loss is {loss.item()} at step {self.state.step}; {kept}; "
+                f"training diverged: loss is {loss} at step {self.state.step}; {kept}; "
                 "lower trainer.lr or raise trainer.warmup_steps"
             )
 
