@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.attention import attend, make_score_for, padding_mask
+from attnlab.attention.factory import as_spec
 from attnlab.config import AttentionConfig, RNNAttnConfig
 from attnlab.errors import UserError
 from attnlab.models.seq2seq import Memory, Seq2Seq
@@ -263,6 +264,7 @@ class RNNAttention(Seq2Seq):
     def __init__(self, cfg: RNNAttnConfig, attention: AttentionConfig, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
         step_cls = CELLS[str(cfg.cell)]
+        attention = as_spec(attention)  # a spec saved by an older attnlab gets the newer keys' defaults
         if cfg.bidirectional and cfg.hidden_dim % 2:
             raise UserError(f"model.hidden_dim={cfg.hidden_dim} must be even with model.bidirectional=true")
         # A config saved before these keys existed (an older checkpoint) rebuilds the model it
@@ -273,10 +275,10 @@ class RNNAttention(Seq2Seq):
             raise UserError(f"model.qk_scale={qk_scale} must be >= 0 (0 = no query-key normalisation)")
         H, E, A = cfg.hidden_dim, cfg.emb_dim, cfg.attn_dim
         self.hidden_dim, self.use_attention = H, str(attention.score) != "none"
-        self.fused, self.backend = attention.fused, str(getattr(attention, "backend", "auto"))
+        self.fused, self.backend = attention.fused, str(attention.backend)
         # Luong et al. 2015's local attention: attention.local=monotonic|predictive, window D
-        self.local = str(getattr(attention, "local", "none")) if self.use_attention else "none"
-        self.window = int(getattr(attention, "window", 0))
+        self.local = str(attention.local) if self.use_attention else "none"
+        self.window = int(attention.window)
         if self.local != "none" and self.window <= 0:
             raise UserError(f"attention.local={self.local} needs a window: attention.window=D > 0 (Luong et al. use D=10)")
         self.feed_context = self.use_attention and feeding in ("seed", "context")  # c_{t-1}
