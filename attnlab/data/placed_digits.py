@@ -22,9 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from attnlab.data.digits import LEVELS as DIGIT_LEVELS
-from attnlab.data.digits import load_digits
-from attnlab.data.image_readers import DATASETS, DIGITS_TEST_FRACTION, _labels
+from attnlab.data.image_readers import DATASETS, _load_digits
 from attnlab.data.images import ImageSet, _Splits, split_off
 from attnlab.errors import UserError
 
@@ -73,10 +71,8 @@ def load_placed_digits(cfg) -> _Splits:  # cfg: PlacedDigitsConfig
     if not 1 <= cfg.fragment <= DIGIT or cfg.clutter < 0 or cfg.copies < 1:
         raise UserError(f"data.fragment must be in 1..{DIGIT}, data.clutter >= 0 and data.copies >= 1 "
                         f"(got {cfg.fragment}, {cfg.clutter}, {cfg.copies})")
-    digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / DIGIT_LEVELS).unsqueeze(1)  # (N, 1, 8, 8)
-    everything = ImageSet.from_tensor(images, _labels(digits.target))
-    train, test = split_off(everything, round(DIGITS_TEST_FRACTION * len(everything)))  # as data=digits
+    digits = _load_digits(cfg)  # the same train/test split as data=digits
+    train, test = digits.train, digits.test
     train, valid = split_off(train, round(cfg.valid_fraction * len(train)))
     rng = np.random.default_rng(int(cfg.seed))
     if not 1 <= cfg.grid <= cfg.canvas - DIGIT + 1:

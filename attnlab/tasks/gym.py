@@ -24,10 +24,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from attnlab.attention.health import HeadAlignment, HealthMeter, best_head
+from attnlab.attention.health import HeadAlignment, attention_health, best_head
 from attnlab.data.batching import pad_batch
 from attnlab.data.text import Split
-from attnlab.gym_metrics import exact_match, token_hits
+from attnlab.gym_metrics import exact_match, token_accuracy
 from attnlab.models.seq2seq import Seq2Seq
 
 log = logging.getLogger("attnlab.gym")
@@ -114,14 +114,12 @@ def gym_results(
         out: dict[str, Any] = {"examples": len(members)}
         if not members:
             return out
-        hits = [token_hits(hyps[i], r) for i, r in zip(members, refs)]
         out["exact_match"] = sum(exact_match(hyps[i], r) for i, r in zip(members, refs)) / len(members)
-        out["token_accuracy"] = sum(k for k, _ in hits) / max(sum(n for _, n in hits), 1)
+        out["token_accuracy"] = token_accuracy([hyps[i] for i in members], refs)
         if weights is not None:
-            meter = HealthMeter()
-            for i in members:
-                meter.add(weights[i], torch.tensor(test.alignments[i], dtype=torch.long))
-            out.update({k: v for k, v in meter.summary().items() if k in ATTENTION_KEYS})
+            gold = [torch.tensor(test.alignments[i], dtype=torch.long) for i in members]
+            summary = attention_health([weights[i] for i in members], gold)
+            out.update({k: v for k, v in summary.items() if k in ATTENTION_KEYS})
         return out
 
     by_length = {str(n): scores(groups[n]) for n in lengths}
