@@ -113,7 +113,8 @@ def test_every_layer_grid_has_the_layers_heads_and_tokens_of_its_kind(tmp_path, 
     model = Transformer(20, 20, d_model=16, heads=2, enc_layers=1, dec_layers=3, d_ff=32).eval()
     src_ids, out_ids = [5, 6, 7, 8], [9, 10]  # S = 4 + eos, T = 2 + eos
     src, tgt = ["a", "b", "c", "d", "</s>"], ["x", "y", "</s>"]
-    translation_attention._draw_every_layer(model, src_ids, out_ids, src, tgt, "t", tmp_path / "test_000", torch.device("cpu"))
+    maps = translation_attention._every_layer(model, src_ids, out_ids, torch.device("cpu"))
+    translation_attention._draw_every_layer(maps, src, tgt, "t", tmp_path / "test_000")
     assert drawn == {
         "test_000_encoder.png": ([(2, 5, 5)] * 1, 5, 5),
         "test_000_cross.png": ([(2, 3, 5)] * 3, 3, 5),

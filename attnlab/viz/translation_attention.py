@@ -48,7 +48,7 @@ def draw_attention(
         maps = _every_layer(model, src_ids, hyp.tokens, device) if hasattr(model, "attention_maps") else {}
         save_weights(folder / f"test_{n:03d}.npz", src, tgt, hyp.attention, maps)
         if n < layer_grids and maps:
-            paths += _draw_every_layer(model, src_ids, hyp.tokens, src, tgt, title, folder / f"test_{n:03d}", device, maps)
+            paths += _draw_every_layer(maps, src, tgt, title, folder / f"test_{n:03d}")
     return paths
 
 
@@ -78,12 +78,10 @@ def _every_layer(model: Seq2Seq, src_ids: list[int], out_ids: list[int], device:
 
 
 def _draw_every_layer(
-    model: Seq2Seq, src_ids: list[int], out_ids: list[int], src: list[str], tgt: list[str], title: str,
-    stem: Path, device: torch.device, maps: dict[str, list[Tensor]] | None = None,
+    maps: dict[str, list[Tensor]], src: list[str], tgt: list[str], title: str, stem: Path
 ) -> list[Path]:
-    """``<stem>_cross.png``, ``_encoder.png``, ``_decoder.png``: every layer and head of the model's
-    ``attention_maps`` (:func:`_every_layer`, unless already computed: ``maps``)."""
-    maps = maps if maps is not None else _every_layer(model, src_ids, out_ids, device)
+    """``<stem>_cross.png``, ``_encoder.png``, ``_decoder.png``: every layer and head of ``maps``
+    (:func:`_every_layer`)."""
     tokens = {"source": src, "output": tgt, "output so far": [BOS_PIECE, *tgt[:-1]]}
     paths = []
     for kind, layers in maps.items():
