@@ -88,10 +88,11 @@ def code_version() -> dict[str, str]:
     return {"attnlab_version": attnlab.__version__, "source_sha1": digest.hexdigest()}
 
 
-def run_key(overrides: Overrides) -> str:
-    """The cache key of a run: a hash of its whole composed config and of :func:`code_version`."""
+def run_key(overrides: Overrides, code: dict[str, str] | None = None) -> str:
+    """The cache key of a run: a hash of its whole composed config and of :func:`code_version`
+    (``code``, when the caller has it already)."""
     config = OmegaConf.to_yaml(_compose(overrides))
-    code = json.dumps(code_version(), sort_keys=True)
+    code = json.dumps(code or code_version(), sort_keys=True)
     return hashlib.sha1(f"{config}\n{code}".encode()).hexdigest()[:8]
 
 
@@ -101,10 +102,11 @@ def run_cached(name: str, overrides: Overrides, runs_dir: str | Path) -> Path:
     and the code (attnlab's version and source files), so a changed recipe, default or line of
     code trains anew instead of reusing a stale run; an unfinished run starts over. The code
     version is saved beside the run as ``code_version.json``."""
-    run_dir = Path(runs_dir) / f"{name}-{run_key(overrides)}"
+    code = code_version()  # hashes every source file: once
+    run_dir = Path(runs_dir) / f"{name}-{run_key(overrides, code)}"
     if not (run_dir / "results.json").is_file():
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        (run_dir / "code_version.json").write_text(json.dumps(code_version(), indent=2) + "\n", encoding="utf-8")
+        (run_dir / "code_version.json").write_text(json.dumps(code, indent=2) + "\n", encoding="utf-8")
         run(overrides, run_dir)  # the folder is new here: a new run, never a resumed one
     return run_dir

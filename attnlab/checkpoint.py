@@ -205,7 +205,7 @@ def load_export(folder: Path, map_location: str | torch.device = "cpu") -> dict[
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("format") != EXPORT_FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}, expected {EXPORT_FORMAT}")
-        device = str(map_location) if not isinstance(map_location, torch.device) else str(map_location)
+        device = str(map_location)
         state = load_file(str(folder / manifest["weights"]), device=device)
         for alias, name in manifest.get("aliases", {}).items():
             state[alias] = state[name]

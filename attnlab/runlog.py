@@ -59,8 +59,7 @@ class TensorBoardLog:
         each cell at least 8 pixels wide."""
         w = weights.detach().float().cpu()
         w = w / w.max().clamp_min(1e-12)
-        cell = max(1, 256 // max(w.shape))
-        cell = max(cell, 8)
+        cell = max(8, 256 // max(w.shape))
         image = w.repeat_interleave(cell, 0).repeat_interleave(cell, 1)  # (rows * cell, columns * cell)
         self.writer.add_image(tag, image.unsqueeze(0), step)  # (1, H, W)
         self.writer.flush()
