@@ -779,13 +779,9 @@ def _length_section(rows: Sequence[Row]) -> list[str]:
         found = [r.nested("bleu_by_length")[b].get("sentences") for row in rows for r in row.complete_runs
                  if b in r.nested("bleu_by_length")]
         counts[b] = found[0] if found else "?"
-    header = ["variant", *(f"{b} words ({counts[b]})" for b in buckets)]
+    header = [f"{b} words ({counts[b]})" for b in buckets]
     lines = ["BLEU by source length (sentences per bucket in brackets; each bucket scored on its own):", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(buckets)) + "|"]
-    for row in rows:
-        stats = row.length_buckets()
-        lines.append("| " + " | ".join([f"`{row.variant}`", *(stats[b].text() if b in stats else "n/a" for b in buckets)]) + " |")
-    return lines + [""]
+    return lines + _variant_table(rows, header, buckets, Row.length_buckets)
 
 
 def _relative(path: Path, root: Path) -> str:
