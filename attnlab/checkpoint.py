@@ -64,16 +64,17 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint (a .pt file or an export folder) without executing code; a bad file gets
-    a one-line UserError."""
+    a one-line UserError. ``mmap``: map a .pt file's tensors instead of reading them (for callers
+    that need the config and not the weights)."""
     path = Path(path).expanduser()
     if path.is_dir():
         return load_export(path, map_location)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass checkpoint=PATH to a .pt file of a training run")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as err:
         raise UserError(f"checkpoint {path} cannot be read ({_reason(err)}); use another checkpoint") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -83,7 +84,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def saved_config(path: str | Path) -> dict[str, Any]:
     """The run config a checkpoint was trained with (a plain dict)."""
-    config = load_checkpoint(path).get("config")
+    config = load_checkpoint(path, mmap=True).get("config")  # the weights are never read
     if not isinstance(config, dict):
         raise UserError(f"checkpoint {path} carries no config; pass a checkpoints/*.pt file written by attnlab")
     return config
