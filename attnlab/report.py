@@ -67,9 +67,13 @@ NOT_METRICS = {"seed", "num_params", "train_seconds", "torch_threads", "epoch", 
 # The attention-health fields shown in the report (results.json "attention_health").
 HEALTH_SHOWN = ("entropy_norm", "max_weight", "eos_share")
 # Metrics with a paired test (per-item statistics saved by the run).
-PAIRED_METRICS = ("bleu", "chrf", "accuracy", "best_valid_accuracy")
+PAIRED_METRICS = ("bleu", "chrf", "accuracy", "valid_accuracy", "best_valid_accuracy")
 # Where a vision run keeps the per-image predictions behind each accuracy metric.
-PREDICTIONS = {"accuracy": "test_predictions.csv", "best_valid_accuracy": "valid_predictions.csv"}
+PREDICTIONS = {
+    "accuracy": "test_predictions.csv",
+    "valid_accuracy": "valid_predictions.csv",  # the tested weights on validation
+    "best_valid_accuracy": "valid_predictions.csv",  # the same weights unless the run averaged checkpoints
+}
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
 NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress"}
 # results.json fields that tell variants apart when a run has no saved config.
@@ -253,7 +257,7 @@ class Stat:
 
 
 # Metrics that are fractions in [0, 1]; the others (BLEU, chrF, losses) print with two decimals.
-FRACTION_METRICS = {"accuracy", "best_valid_accuracy", "exact_match", "token_accuracy", "alignment_accuracy",
+FRACTION_METRICS = {"accuracy", "valid_accuracy", "best_valid_accuracy", "exact_match", "token_accuracy", "alignment_accuracy",
                     "alignment_error_rate", "best_head_alignment_accuracy", "pointing_best_score"}
 # The attention gym (attnlab.data.synthetic): runs that report these are scored by them, not by BLEU.
 GYM_METRICS = ("exact_match", "token_accuracy", "alignment_accuracy")

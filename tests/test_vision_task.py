@@ -70,6 +70,11 @@ def test_training_writes_results_metrics_checkpoints_and_pictures(trained):
     assert results["accuracy"] == pytest.approx(np.trace(confusion) / 359)
     assert set(results["per_class_accuracy"]) == {str(d) for d in range(10)}
     assert results["epochs"] == 3 and results["train_seconds"] > 0 and results["peak_rss_mb"] > 0
+    # without averaging, the tested weights are the best checkpoint: the same validation accuracy
+    assert results["valid_accuracy"] == pytest.approx(results["best_valid_accuracy"])
+    valid = (trained / "valid_predictions.csv").read_text().splitlines()[1:]
+    hits = [row.split(",")[1] == row.split(",")[2] for row in valid]  # index,label,predicted,probability
+    assert results["valid_accuracy"] == pytest.approx(sum(hits) / len(hits))
     kinds = [json.loads(line)["kind"] for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert "train" in kinds and "valid" in kinds
     assert (trained / "checkpoints" / "best.pt").is_file() and (trained / "checkpoints" / "last.pt").is_file()

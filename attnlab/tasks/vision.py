@@ -301,11 +301,13 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
     best = load_best_weights(model, run_dir)
     results = base_results(cfg, model, device)
     results.update(classification_results(model, data.test, data.classes, device, run_dir / "test_predictions.csv"))
-    # the best checkpoint's validation predictions: what paired tests between variants choose on
-    classification_results(model, data.valid, data.classes, device, run_dir / "valid_predictions.csv")
+    # the tested weights' validation predictions (best.pt, or averaged.pt): what choices between
+    # variants are made on, paired image by image
+    valid = classification_results(model, data.valid, data.classes, device, run_dir / "valid_predictions.csv")
     results.update(gym_scores(model, data.test, device))
     results.update(
         best_valid_accuracy=state.best,
+        valid_accuracy=valid["accuracy"],  # of the tested weights: differs from the best when averaging
         checkpoint=str(best.relative_to(run_dir)),
         epochs=round(state.epoch + state.batch_in_epoch / max(1, -(-len(data.train) // task.batch_size)), 4),
         steps=state.step,
