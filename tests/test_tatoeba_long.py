@@ -61,6 +61,16 @@ def test_long_test_and_valid_splits_and_the_long_corpus():
     assert len(both.train.pairs()) > len(full.train.pairs())
     assert set(full.test.sources) < set(both.test.sources) and set(long_test.test.sources) < set(both.test.sources)
     first = both.valid.sources[:500]  # what validation decodes: both lengths
+    # one file by name, whichever dataset: checkpoints of both are scored on the same sentences
+    for name in ("tatoeba_deen", "tatoeba_deen_long"):
+        cfg = lambda split: TextDataConfig(name=name, max_train_pairs=10, test_split=split)  # noqa: E731
+        assert load_corpus(cfg("test_short")).test.sources == full.test.sources
+        assert load_corpus(cfg("test_long")).test.sources == long_test.test.sources
+        assert load_corpus(cfg("valid_long")).test.sources == long_valid.test.sources
+        assert load_corpus(cfg("valid_short")).test.sources == full.valid.sources
+    assert load_corpus(TextDataConfig(test_split="valid")).test.sources == full.valid.sources
+    assert sorted(load_corpus(TextDataConfig(name="tatoeba_deen_long", test_split="valid")).test.sources) == sorted(
+        both.valid.sources)
     assert any(len(s.split()) > 10 for s in first) and any(len(s.split()) <= 10 for s in first)
 
 

@@ -110,7 +110,7 @@ def test_tatoeba_bad_choices():
     with pytest.raises(UserError) as e:
         load_corpus(TextDataConfig(src_lang="fr"))
     assert "data.src_lang=fr" in _one_line_error(e) and "de, en" in str(e.value)
-    with pytest.raises(UserError, match="valid: test, test_long, valid_long"):
+    with pytest.raises(UserError, match="valid: test, valid, test_short, test_long, valid_short, valid_long"):
         load_corpus(TextDataConfig(test_split="test_2016_flickr"))
     with pytest.raises(UserError, match="valid choices: files, multi30k, synthetic, tatoeba_deen, tatoeba_deen_long"):
         load_corpus(TextDataConfig(name="wmt14"))

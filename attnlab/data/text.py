@@ -9,7 +9,8 @@ training. Corpora are registered by name in :data:`DATASETS` and chosen with ``d
 - ``tatoeba_deen``: German-English pairs of at most 10 words a side shipped in
   ``attnlab/data/tatoeba_deen`` (no network; built by ``scripts/make_tatoeba_subset.py``, which
   splits by connected groups of sentences so no valid/test sentence occurs in training on either
-  side); ``data.test_split=test_long`` scores on its pairs of 11-16 words instead.
+  side); ``data.test_split=test_long`` scores on its pairs of 11-16 words instead, ``valid``,
+  ``valid_short`` or ``valid_long`` on a validation file (to choose decoding settings).
 - ``tatoeba_deen_long``: the same with the longer pairs (up to 16 words) in every split.
 - ``multi30k``: the Multi30k task-1 raw text (en, de, fr, cs), downloaded once into the cache.
 - ``files``: a folder of one-sentence-per-line files ``{train,valid,<test_split>}.<lang>[.gz]``.
@@ -230,9 +231,21 @@ TATOEBA_DIR = Path(__file__).resolve().parent / "tatoeba_deen"
 TATOEBA_COLUMNS = ("en", "de")  # the column order of the shipped .tsv.gz files
 
 
-# data.test_split of the shipped corpus -> the file scored as its test split: the test pairs, or
-# the longer pairs' test or validation file (a checkpoint scored on sentences of 11-16 words).
-TATOEBA_TEST_FILES = {"test": "test", "test_long": "long_test", "valid_long": "long_valid"}
+# data.test_split of the shipped corpora -> the files scored as the test split. "test" and "valid"
+# are the dataset's own splits (tatoeba_deen: the pairs of at most 10 words; tatoeba_deen_long:
+# both lengths); the other names pick one length, so checkpoints trained on either dataset can
+# be scored on the same sentences (validation splits: to choose decoding settings).
+TATOEBA_SPLIT_FILES = {
+    "test_short": ("test",),
+    "test_long": ("long_test",),
+    "valid_short": ("valid",),
+    "valid_long": ("long_valid",),
+}
+TATOEBA_OWN_SPLITS = {
+    "tatoeba_deen": {"train": ("train",), "valid": ("valid",), "test": ("test",)},
+    "tatoeba_deen_long": {"train": ("train", "long_train"), "valid": ("valid", "long_valid"),
+                          "test": ("test", "long_test")},
+}
 
 
 def _tatoeba_file(name: str, cfg: TextDataConfig) -> RawSplit:
@@ -242,40 +255,39 @@ def _tatoeba_file(name: str, cfg: TextDataConfig) -> RawSplit:
     return RawSplit([(r[s], r[t]) for r in rows], origin=str(path), multi_reference=True)
 
 
-def _tatoeba_test_file(cfg: TextDataConfig, dataset: str) -> str:
-    if cfg.test_split not in TATOEBA_TEST_FILES:
-        raise UserError(
-            f"data.test_split={cfg.test_split} is not a split of {dataset}; valid: {', '.join(TATOEBA_TEST_FILES)}"
-        )
-    return TATOEBA_TEST_FILES[cfg.test_split]
+def _read_tatoeba(cfg: TextDataConfig, dataset: str) -> dict[str, RawSplit]:
+    """train / valid / test of ``dataset``, the test files chosen by ``cfg.test_split``. Evaluation
+    splits that join files are interleaved in a fixed random order, so that the first
+    ``decode.valid_sentences`` validation sentences mix both lengths."""
+    _check_languages(cfg, dataset, TATOEBA_COLUMNS)
+    files = dict(TATOEBA_OWN_SPLITS[dataset])
+    choices = ["test", "valid", *TATOEBA_SPLIT_FILES]
+    if cfg.test_split not in choices:
+        raise UserError(f"data.test_split={cfg.test_split} is not a split of {dataset}; valid: {', '.join(choices)}")
+    files["test"] = files[cfg.test_split] if cfg.test_split in ("test", "valid") else TATOEBA_SPLIT_FILES[cfg.test_split]
+    out = {}
+    for name, names in files.items():
+        parts = [_tatoeba_file(f, cfg) for f in names]
+        pairs = [p for part in parts for p in part.pairs]
+        if name != "train" and len(parts) > 1:
+            random.Random(0).shuffle(pairs)
+        out[name] = RawSplit(pairs, origin=" + ".join(part.origin for part in parts), multi_reference=True)
+    return out
 
 
 @DATASETS.register("tatoeba_deen")
 def read_tatoeba_deen(cfg: TextDataConfig) -> dict[str, RawSplit]:
     """The shipped German-English Tatoeba subset of pairs of at most 10 words a side (see
-    ``tatoeba_deen/README.md``); ``data.test_split=test_long`` / ``valid_long`` scores on the
-    longer pairs' test / validation file instead."""
-    _check_languages(cfg, "tatoeba_deen", TATOEBA_COLUMNS)
-    test = _tatoeba_test_file(cfg, "tatoeba_deen")
-    return {"train": _tatoeba_file("train", cfg), "valid": _tatoeba_file("valid", cfg), "test": _tatoeba_file(test, cfg)}
+    ``tatoeba_deen/README.md``); ``data.test_split`` scores another file instead (valid_short,
+    test_long, valid_long: :data:`TATOEBA_SPLIT_FILES`)."""
+    return _read_tatoeba(cfg, "tatoeba_deen")
 
 
 @DATASETS.register("tatoeba_deen_long")
 def read_tatoeba_deen_long(cfg: TextDataConfig) -> dict[str, RawSplit]:
-    """The shipped corpus with its longer pairs (up to 16 words a side) in every split. The
-    validation and test pairs of both lengths are interleaved in a fixed random order, so that
-    the first ``decode.valid_sentences`` validation sentences mix both lengths."""
-    _check_languages(cfg, "tatoeba_deen_long", TATOEBA_COLUMNS)
-    test = _tatoeba_test_file(cfg, "tatoeba_deen_long")
-    out = {}
-    for name, files in (("train", ("train", "long_train")), ("valid", ("valid", "long_valid")),
-                        ("test", ("test", "long_test") if test == "test" else (test,))):
-        parts = [_tatoeba_file(f, cfg) for f in files]
-        pairs = [p for part in parts for p in part.pairs]
-        if name != "train":
-            random.Random(0).shuffle(pairs)
-        out[name] = RawSplit(pairs, origin=" + ".join(part.origin for part in parts), multi_reference=True)
-    return out
+    """The shipped corpus with its longer pairs (up to 16 words a side) in every split; its test
+    split holds both lengths unless ``data.test_split`` names one file."""
+    return _read_tatoeba(cfg, "tatoeba_deen_long")
 
 
 # ----------------------------------------------------------------------------- multi30k
