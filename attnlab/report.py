@@ -14,9 +14,11 @@ that differ between the variants of its task, e.g. ``attention=dot``. Each row g
 of seeds, the metric mean and *sample* standard deviation over seeds ("n/a" for one seed), the
 parameter count and the mean training time. Tasks are reported separately.
 
-Beside each variant: its **attention health** (the test decoding's normalised entropy, mean
-largest weight and share of steps peaking on ``</s>``, mean over seeds; ``COLLAPSED`` when
-:func:`attnlab.attention.health.collapsed` says so), **BLEU by source length** for translation
+Beside each variant: its **attention health** (on the test set: normalised entropy, mean largest
+weight and share of rows peaking on the sink -- the source ``</s>`` in the decoding for
+translation, the CLS key for vision --, mean over seeds; ``COLLAPSED`` when
+:func:`attnlab.attention.health.collapsed` says so, ``CLS sink`` for a ViT whose patches mostly
+peak on CLS), **BLEU by source length** for translation
 (``bleu_by_length`` of results.json), and a **paired significance test against the best variant**
 of its task (:mod:`attnlab.significance`: paired bootstrap over the test sentences or images,
 seeds paired by seed number; BLEU/chrF from each run's ``hypotheses.txt`` against the references
@@ -54,7 +56,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import yaml
 
 from attnlab import significance
-from attnlab.attention.health import collapsed
+from attnlab.attention.health import cls_sink, collapsed
 from attnlab.runlog import read_metrics
 from attnlab.errors import UserError
 
@@ -64,8 +66,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {"translation": ("bleu", "chrf"), "vi
 LOWER_IS_BETTER = ("loss", "ppl", "perplexity", "error", "wer", "ter")
 # results.json fields that are not metrics (used to guess the metrics of an unknown task).
 NOT_METRICS = {"seed", "num_params", "train_seconds", "torch_threads", "epoch", "step", "steps"}
-# The attention-health fields shown in the report (results.json "attention_health").
-HEALTH_SHOWN = ("entropy_norm", "max_weight", "eos_share")
+# The attention-health fields shown in the report (results.json "attention_health"), per task: the
+# third is the share of rows peaking on the sink to watch (a translation's </s>, a ViT's CLS key).
+HEALTH_SHOWN: dict[str, tuple[str, ...]] = {
+    "translation": ("entropy_norm", "max_weight", "eos_share"),
+    "vision": ("entropy_norm", "max_weight", "cls_share"),
+}
 # Metrics with a paired test (per-item statistics saved by the run).
 PAIRED_METRICS = ("bleu", "chrf", "accuracy", "valid_accuracy", "best_valid_accuracy")
 # Where a vision run keeps the per-image predictions behind each accuracy metric.
@@ -313,20 +319,25 @@ class Row:
         if not runs:
             return {}
         return {k: Stat([v for r in runs if (v := _finite(r.nested("attention_health").get(k))) is not None])
-                for k in HEALTH_SHOWN}
+                for k in HEALTH_SHOWN.get(self.task, HEALTH_SHOWN["translation"])}
 
     def health_text(self) -> str:
-        """``"0.41 / 0.52 / 3%"`` (normalised entropy / largest weight / steps peaking on </s>),
-        ``COLLAPSED`` appended when the means look collapsed; "n/a" without attention health. Where a
-        gold alignment says the sharp attention is right (the gym: alignment accuracy >= 0.5), it
-        is marked ``aligned`` instead: one-hot weights on the right position are not a collapse."""
+        """``"0.41 / 0.52 / 3%"`` (normalised entropy / largest weight / rows peaking on the sink:
+        </s> for translation, CLS for vision; without a CLS token, ``model.pool=mean``, the share
+        is left out), ``COLLAPSED`` appended when the means look collapsed; "n/a" without attention
+        health. Where a gold alignment says the sharp attention is right (the gym: alignment
+        accuracy >= 0.5), it is marked ``aligned`` instead: one-hot weights on the right position
+        are not a collapse. A ViT whose patch rows mostly peak on CLS is marked ``CLS sink``, not
+        collapsed: a known habit of ViTs that need not hurt them (Darcet et al. 2024)."""
         stats = self.health()
-        if not stats or any(st.mean is None for st in stats.values()):
+        if not stats or any(stats[k].mean is None for k in ("entropy_norm", "max_weight")):
             return "n/a"
-        means = {k: st.mean for k, st in stats.items()}
-        text = f"{means['entropy_norm']:.2f} / {means['max_weight']:.2f} / {100 * means['eos_share']:.0f}%"
+        means = {k: st.mean for k, st in stats.items() if st.mean is not None}
+        share = next((means[k] for k in ("eos_share", "cls_share") if k in means), None)
+        text = f"{means['entropy_norm']:.2f} / {means['max_weight']:.2f}"
+        text += "" if share is None else f" / {100 * share:.0f}%"
         if not collapsed(means):
-            return text
+            return text + (" CLS sink" if cls_sink(means) else "")
         aligned = _stat(self.complete_runs, "alignment_accuracy").mean
         return text + (" aligned" if aligned is not None and aligned >= 0.5 else " COLLAPSED")
 
@@ -646,6 +657,8 @@ def records(
             record[f"attention_{name}"] = _na(stat.mean)
         if row.health():
             record["attention_collapsed"] = "COLLAPSED" in row.health_text()
+        if row.task == "vision" and row.health():
+            record["attention_cls_sink"] = "CLS sink" in row.health_text()
         for bucket, stat in row.length_buckets().items():
             record[f"bleu_len_{bucket}"] = _na(stat.mean)
         for metric in GYM_BY_LENGTH:
@@ -693,7 +706,9 @@ def markdown(
         "*vs best*: the difference to the task's best variant on the first metric, paired bootstrap "
         f"over the test items ({significance.N_SAMPLES} resamples, seeds paired by seed); *significant* needs "
         f"p < {significance.ALPHA}, {significance.MIN_SEEDS}+ seed pairs and every pair the same way. "
-        "*attention*: normalised entropy / mean largest weight / steps peaking on `</s>` of the test decoding.",
+        "*attention*: normalised entropy / mean largest weight / rows peaking on the sink, of the test set: "
+        "for translation the decoding's steps on the source `</s>`, for vision the patch rows of every layer "
+        "and head on the CLS key (no share without CLS).",
         "",
     ]
     for task in dict.fromkeys(r.task for r in rows):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from attnlab.errors import UserError
-from attnlab.layers.patch import PatchEmbedding, grid_size, patch_layout, patchify
+from attnlab.layers.patch import PatchEmbedding, grid_size, partly_padded, patch_layout, patchify
 
 
 def test_flatten_and_linear_equal_a_strided_conv_with_the_same_weights():
@@ -82,3 +82,17 @@ def test_patch_larger_than_the_image_is_a_user_error():
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="4x10"):  # one small image in a mixed batch
         PatchEmbedding(1, 5, 4)(torch.rand(2, 1, 10, 10), torch.tensor([[10, 10], [4, 10]]))
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((6, 6), [[0, 0, 0], [0, 0, 0], [0, 0, 0]]),  # multiples of 3 (top-left 2x2 of the 3x3 grid)
+        ((7, 6), [[0, 0, 0], [0, 0, 0], [1, 1, 0]]),  # a ragged last row
+        ((6, 8), [[0, 0, 1], [0, 0, 1], [0, 0, 0]]),  # a ragged last column
+        ((8, 8), [[0, 0, 1], [0, 0, 1], [1, 1, 1]]),  # both
+    ],
+)
+def test_partly_padded_patches_are_the_ragged_last_row_and_column(size, expected):
+    got = partly_padded(torch.tensor([list(size), [9, 9]]), (3, 3), 3)  # a 9x9 image fills the grid
+    assert got[0].view(3, 3).int().tolist() == expected and not got[1].any()

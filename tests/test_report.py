@@ -333,11 +333,13 @@ def test_report_marks_significance_health_and_length_buckets(tmp_path: Path) -> 
     assert table["attention=additive"]["vs_best"] == "best" and float(table["attention=additive"]["bleu_len_1-4"]) == 41.0
 
 
-def vision_run(root: Path, pool: str, seed: int, correct: list[bool]) -> Path:
+def vision_run(root: Path, pool: str, seed: int, correct: list[bool], health: dict | None = None) -> Path:
     overrides = ["task=vision", f"model.pool={pool}", f"seed={seed}"]
     config = {"task": {"name": "vision"}, "model": {"name": "vit", "pool": pool}, "seed": seed}
     accuracy = sum(correct) / len(correct)
     results = {"task": "vision", "model": "vit", "seed": seed, "accuracy": accuracy}
+    if health is not None:
+        results["attention_health"] = health
     folder = make_run(root / f"{pool}-{seed}", overrides, results, config=config)
     lines = ["index,label,predicted,probability"]
     lines += [f"{i},{i % 10},{i % 10 if ok else (i + 1) % 10},0.9" for i, ok in enumerate(correct)]
@@ -366,3 +368,29 @@ def test_accuracy_differences_are_tested_per_image_and_one_seed_is_never_enough(
     (tmp_path / "cls-1" / "test_predictions.csv").unlink()
     tests = report.compare_to_best(report.summarize(report.load_runs(tmp_path)))
     assert "test_predictions.csv missing" in tests[("vision", "model.pool=cls")]
+
+
+@pytest.mark.parametrize(
+    ("pool", "health", "cell"),
+    [
+        ("cls", {"entropy_norm": 0.62, "max_weight": 0.41, "cls_share": 0.12, "cls_weight": 0.1}, "0.62 / 0.41 / 12%"),
+        ("cls", {"entropy_norm": 0.55, "max_weight": 0.6, "cls_share": 0.8, "cls_weight": 0.6}, "0.55 / 0.60 / 80% CLS sink"),
+        ("cls", {"entropy_norm": 0.02, "max_weight": 0.99, "cls_share": 0.3, "cls_weight": 0.3}, "0.02 / 0.99 / 30% COLLAPSED"),
+        ("mean", {"entropy_norm": 0.7, "max_weight": 0.35}, "0.70 / 0.35"),  # no CLS token, no share
+    ],
+    ids=["healthy", "cls-sink", "one-hot", "no-cls"],
+)
+def test_report_shows_vision_attention_health(tmp_path: Path, pool: str, health: dict, cell: str) -> None:
+    layers = {"layer1": {"head1": health, "mean": health}}
+    vision_run(tmp_path, pool, 0, [True, False], {**health, "rows": 9.0, "images": 1.0, "layers": layers})
+    report.write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| variant |"))
+    row = next(line for line in md.splitlines() if line.startswith("| `"))
+    assert "| attention |" in header and "the CLS key" in md
+    assert f"| {cell} |" in row
+    with (tmp_path / "report.csv").open() as f:
+        record = next(csv.DictReader(f))
+    assert record["attention_collapsed"] == str("COLLAPSED" in cell)
+    assert record["attention_cls_sink"] == str("CLS sink" in cell)
+    assert record["attention_cls_share"] == ("n/a" if pool == "mean" else str(health["cls_share"]))

@@ -83,6 +83,33 @@ def test_training_writes_results_metrics_checkpoints_and_pictures(trained):
     assert results["attention_pictures"] == ["attention/rollout.png", "attention/layers_heads_0.png", "attention/layers_heads_1.png"]
 
 
+def test_training_writes_the_test_images_attention_health(trained):
+    health = json.loads((trained / "results.json").read_text())["attention_health"]
+    assert health["images"] == 359 and health["rows"] == 359 * 9  # 3x3 patches each, CLS apart
+    fractions = ("entropy_norm", "max_weight", "cls_share", "cls_weight", "padding_share", "padding_weight",
+                 "cls_query_entropy_norm", "cls_query_max_weight")
+    assert all(0.0 <= health[k] <= 1.0 for k in fractions) and 0 < health["entropy"] <= np.log(10)  # 10 keys
+    assert health["max_weight"] >= 0.1 and health["cls_query_max_weight"] >= 0.1  # at least uniform
+    layer = health["layers"]["layer1"]  # model.depth=1, model.heads=2
+    assert list(layer) == ["head1", "head2", "mean"] and set(layer["mean"]) == set(fractions) | {"entropy"}
+    assert health["cls_share"] == pytest.approx((layer["head1"]["cls_share"] + layer["head2"]["cls_share"]) / 2)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_attention_health_of_mixed_sizes_skips_padding_only_patches(pool):
+    from attnlab.data.images import ImageSet
+    from attnlab.tasks.vision import attention_health
+
+    torch.manual_seed(0)
+    model = ViT(num_classes=2, channels=1, image_size=(8, 8), patch_size=3, dim=16, depth=2, heads=2, pool=pool)
+    images = ImageSet([torch.rand(1, 9, 9), torch.rand(1, 8, 8), torch.rand(1, 4, 4)], torch.tensor([0, 1, 0]))
+    health = attention_health(model, images, torch.device("cpu"))
+    assert health["rows"] == 9 + 9 + 4 and list(health["layers"]) == ["layer1", "layer2"]
+    assert ("cls_share" in health) is (pool == "cls") and ("cls_query_max_weight" in health) is (pool == "cls")
+    assert 0 < health["padding_share"] <= 1  # the 8x8 and 4x4 images have partly padded patches
+    assert model.training  # left as it was found
+
+
 def test_checkpoint_rebuilds_the_model_with_its_data_facts(trained):
     model, extra, saved = load_model(make(*TINY), trained / "checkpoints" / "best.pt", torch.device("cpu"))
     assert extra["classes"] == [str(d) for d in range(10)] and extra["channels"] == 1
@@ -95,9 +122,13 @@ def test_evaluate_round_trip_and_other_image_sizes(trained, tmp_path):
     base = [*TINY, "mode=evaluate", f"checkpoint={ckpt}", "viz.enabled=false"]
     same = vision_run(make(*base), tmp_path / "eval")
     assert same["accuracy"] == pytest.approx(json.loads((trained / "results.json").read_text())["accuracy"])
-    assert json.loads((tmp_path / "eval" / "results.json").read_text())["mode"] == "evaluate"
+    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert evaluated["mode"] == "evaluate"
+    trained_health = json.loads((trained / "results.json").read_text())["attention_health"]
+    assert evaluated["attention_health"]["cls_share"] == pytest.approx(trained_health["cls_share"])
     bigger = vision_run(make(*base, "model.eval_size=[11,13]"), tmp_path / "eval_big")
     assert bigger["image_size"] == [11, 13] and bigger["trained_image_size"] == [8, 8]
+    assert bigger["attention_health"]["rows"] == 359 * 4 * 5  # 11x13 pixels: 4x5 patches of 3
     assert 0.0 <= bigger["accuracy"] <= 1.0 and bigger["num_test_images"] == 359
 
 

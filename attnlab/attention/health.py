@@ -20,14 +20,18 @@ tasks, :mod:`attnlab.data.synthetic`), also
   entries, whose link is then wrong): AER = 1 - 2 |A n S| / (|A| + |S|). With a gold position at
   every step it equals 1 - alignment_accuracy; rows without one make it larger.
 
+For a ViT's self-attention, :class:`ImageHealthMeter` gives the same row means per layer and
+head, with the CLS key as the sink to watch (``cls_share``, ``cls_weight``), the CLS query's own
+row, and the weight on partly padded patches.
+
 :class:`HeadAlignment` scores every layer and head of a Transformer (and each layer's mean of
 heads) the same way, and names the best head.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,6 +42,26 @@ HEALTH_KEYS = ("entropy", "entropy_norm", "max_weight", "eos_share", "eos_weight
 def row_entropy(weights: Tensor) -> Tensor:
     """H(alpha) = -sum alpha log alpha over the last dim (0 log 0 = 0): (..., S) -> (...)."""
     return -(weights * weights.clamp_min(1e-12).log()).sum(-1)
+
+
+def row_stats(weights: Tensor, num_keys: Tensor | int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row of ``weights`` (..., S): the entropy H (nats), H / log S' with S' = ``num_keys``
+    the row's real keys (a tensor broadcastable to (...); 0 where S' < 2), and the largest weight.
+    Masked keys carry weight 0, so they add nothing to H or the maximum."""
+    ent = row_entropy(weights)  # (...)
+    keys = torch.as_tensor(num_keys, dtype=ent.dtype, device=ent.device)
+    norm = torch.where(keys > 1, ent / keys.clamp_min(2).log(), torch.zeros_like(ent))
+    return ent, norm, weights.max(-1).values
+
+
+def key_peak(weights: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row of ``weights`` (..., S), for a set of keys (bool, broadcastable to (..., S)):
+    whether the row's largest weight is on the set, and the row's total weight on the set.
+    "On the set" means strictly above every key outside it, so a tie is no peak (as ``argmax``'s
+    first-index rule for the last key, ``</s>``)."""
+    inside = weights.masked_fill(~keys, -1.0).max(-1).values  # (...)
+    outside = weights.masked_fill(keys, -1.0).max(-1).values  # (...): -1 when every key is in the set
+    return inside > outside, (weights * keys).sum(-1)
 
 
 @dataclass
@@ -63,15 +87,18 @@ class HealthMeter:
         t, s = w.shape
         if t == 0 or s == 0:
             return
-        ent = row_entropy(w)  # (T,)
-        peak = w.argmax(-1)  # (T,)
+        ent, norm, top = row_stats(w, s)  # (T,) each
+        last = torch.zeros(s, dtype=torch.bool, device=w.device)
+        last[-1] = True  # the source </s>
+        on_eos, eos_weight = key_peak(w, last)  # (T,), (T,)
         self.rows += t
         self.entropy += float(ent.sum())
-        self.entropy_norm += float(ent.sum()) / math.log(s) if s > 1 else 0.0
-        self.max_weight += float(w.max(-1).values.sum())
-        self.eos_rows += int((peak == s - 1).sum())
-        self.eos_weight += float(w[:, -1].sum())
+        self.entropy_norm += float(norm.sum())
+        self.max_weight += float(top.sum())
+        self.eos_rows += int(on_eos.sum())
+        self.eos_weight += float(eos_weight.sum())
         if gold is not None:
+            peak = w.argmax(-1)  # (T,)
             g = gold.reshape(-1)[:t].to(peak.device)
             known = g >= 0
             self.linked_rows += g.numel()
@@ -103,6 +130,108 @@ def attention_health(rows: list[Tensor], gold: list[Tensor] | None = None) -> di
     for n, w in enumerate(rows):
         meter.add(w, None if gold is None else gold[n])
     return meter.summary()
+
+
+IMAGE_FIELDS = ("entropy", "entropy_norm", "max_weight", "cls_share", "cls_weight", "padding_share", "padding_weight")
+CLS_QUERY_FIELDS = ("cls_query_entropy_norm", "cls_query_max_weight")
+
+
+class ImageHealthMeter:
+    """The health of a ViT's self-attention (Dosovitskiy et al. 2021) over many images, per layer
+    and head, with the rows of :func:`row_stats` and :func:`key_peak` (see the module docstring).
+
+    The rows scored are the patch queries' (the CLS query's row is kept apart, below), over each
+    image's real keys (masked keys have weight 0). Per layer and head, and as the mean over all
+    layers and heads (every layer and head has the same rows, so this is also the mean over all
+    rows):
+
+    - ``entropy``, ``entropy_norm``, ``max_weight``: as for text;
+    - ``cls_share``: the share of patch rows whose largest weight is on the CLS key;
+      ``cls_weight``: their mean weight on it. A sink shows here; in large ViTs the CLS token and
+      a few background patches become sinks without hurting the task (Darcet et al. 2024,
+      "Vision Transformers Need Registers");
+    - ``cls_query_entropy_norm``, ``cls_query_max_weight``: the CLS query's own row, the one that
+      gathers what the classifier reads with ``model.pool=cls``;
+    - ``padding_share``, ``padding_weight``: the same as ``cls_*`` for the keys of partly padded
+      patches (an image whose side is not a multiple of the patch is zero-padded at the
+      bottom/right, :mod:`attnlab.layers.patch`), over the rows of the images that have them.
+
+    The ``cls_*`` keys are left out without a CLS token (``model.pool=mean``), the ``padding_*``
+    keys when no image had a partly padded patch. Patches that hold no pixel of their image (a
+    smaller image in a mixed-size batch) are masked out as keys, so they carry no weight by
+    construction; their query rows are skipped.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0  # patch query rows per (layer, head)
+        self.padded_rows = 0  # of which in images with a partly padded patch
+        self.images = 0
+        self.has_cls = False
+        self.sums: Tensor | None = None  # (L, H, len(IMAGE_FIELDS)) row sums
+        self.cls_sums: Tensor | None = None  # (L, H, 2): the CLS query's entropy_norm and max_weight
+
+    @torch.no_grad()
+    def add(
+        self, weights: list[Tensor], real: Tensor | None = None, has_cls: bool = True, padded: Tensor | None = None
+    ) -> None:
+        """One batch: per layer the weights (B, heads, T, T), tokens in the model's order (CLS
+        first when ``has_cls``, then the patches); ``real`` (B, T) True at real tokens (None: all);
+        ``padded`` (B, T) True at partly padded patches (None: none)."""
+        if not weights:
+            return
+        b, heads, t, _ = weights[0].shape
+        device = weights[0].device
+        real = torch.ones(b, t, dtype=torch.bool, device=device) if real is None else real.to(device)
+        padded = torch.zeros(b, t, dtype=torch.bool, device=device) if padded is None else padded.to(device) & real
+        queries = real.clone()
+        if has_cls:
+            queries[:, 0] = False  # the CLS query's row is scored apart
+        keys = real.sum(-1)[:, None, None]  # (B, 1, 1): each image's real keys
+        cls_key = torch.zeros(t, dtype=torch.bool, device=device)
+        cls_key[0] = has_cls
+        pad_images = padded.any(-1)  # (B,)
+        rows = queries[:, None, :].float()  # (B, 1, T): the patch rows scored
+        pad_rows = (queries & pad_images[:, None])[:, None, :].float()  # (B, 1, T)
+        sums, cls_sums = [], []
+        for w in weights:
+            w = w.detach().float()  # (B, heads, T, T)
+            ent, norm, top = row_stats(w, keys)  # (B, heads, T) each
+            on_cls, cls_weight = key_peak(w, cls_key)
+            on_pad, pad_weight = key_peak(w, padded[:, None, None, :])
+            per_row = [(ent, rows), (norm, rows), (top, rows), (on_cls.float(), rows), (cls_weight, rows),
+                       (on_pad.float(), pad_rows), (pad_weight, pad_rows)]
+            sums.append(torch.stack([(x * r).sum((0, 2)) for x, r in per_row], -1))  # (heads, fields)
+            cls_sums.append(torch.stack([norm[:, :, 0].sum(0), top[:, :, 0].sum(0)], -1))  # (heads, 2)
+        batch = torch.stack(sums).cpu().double()  # (L, heads, fields)
+        cls_batch = torch.stack(cls_sums).cpu().double()  # (L, heads, 2)
+        self.sums = batch if self.sums is None else self.sums + batch
+        self.cls_sums = cls_batch if self.cls_sums is None else self.cls_sums + cls_batch
+        self.rows += int(queries.sum())
+        self.padded_rows += int(pad_rows.sum())
+        self.images += b
+        self.has_cls = has_cls
+
+    def summary(self) -> dict[str, Any]:
+        """The overall means (flat keys, as for text), ``rows``, ``images`` and ``layers``:
+        ``{"layer1": {"head1": {...}, ..., "mean": {...}}, ...}`` (empty dict before any row)."""
+        if not self.rows or self.sums is None or self.cls_sums is None:
+            return {}
+        divisor = torch.tensor([max(self.padded_rows, 1) if "padding" in n else self.rows for n in IMAGE_FIELDS], dtype=torch.float64)
+        means = torch.cat([self.sums / divisor, self.cls_sums / self.images], -1)  # (L, heads, fields)
+        names = list(IMAGE_FIELDS + CLS_QUERY_FIELDS)
+        shown = [n for n in names if (self.has_cls or "cls" not in n) and (self.padded_rows or "padding" not in n)]
+
+        def fields(values: Tensor) -> dict[str, float]:
+            return {n: float(v) for n, v in zip(names, values.tolist()) if n in shown}
+
+        out: dict[str, Any] = fields(means.mean((0, 1)))
+        out.update(rows=float(self.rows), images=float(self.images))
+        layers: dict[str, dict[str, dict[str, float]]] = {}
+        for layer, by_head in enumerate(means):  # by_head: (heads, fields)
+            heads = {f"head{h + 1}": fields(v) for h, v in enumerate(by_head)}
+            layers[f"layer{layer + 1}"] = {**heads, "mean": fields(by_head.mean(0))}
+        out["layers"] = layers
+        return out
 
 
 class HeadAlignment:
@@ -146,9 +275,21 @@ def best_head(by_head: dict[str, dict[str, float]]) -> str:
     return max(scored, key=lambda s: s[0])[1] if scored else ""  # the first of equals
 
 
-def collapsed(health: dict[str, float], eos_share: float = 0.5, max_weight: float = 0.95) -> bool:
-    """A rule of thumb for reports: most steps peak on ``</s>``, or the rows are near one-hot."""
-    return bool(health) and (health["eos_share"] > eos_share or health["max_weight"] > max_weight)
+def collapsed(health: dict[str, Any], eos_share: float = 0.5, max_weight: float = 0.95) -> bool:
+    """A rule of thumb for reports: most steps peak on ``</s>``, or the rows are near one-hot.
+
+    A CLS sink is not called collapse (see :func:`cls_sink`): a ViT whose patches mostly peak on
+    CLS can still classify well (Darcet et al. 2024), while near one-hot rows mean each patch
+    copies one token, whatever the key."""
+    return bool(health) and ((health.get("eos_share") or 0.0) > eos_share or health["max_weight"] > max_weight)
 
 
-__all__ = ["HEALTH_KEYS", "HeadAlignment", "HealthMeter", "attention_health", "best_head", "collapsed", "row_entropy"]
+def cls_sink(health: dict[str, Any], share: float = 0.5) -> bool:
+    """A ViT's patch rows mostly peak on the CLS key (``cls_share`` > ``share``): shown, not judged."""
+    return (health.get("cls_share") or 0.0) > share
+
+
+__all__ = [
+    "CLS_QUERY_FIELDS", "HEALTH_KEYS", "IMAGE_FIELDS", "HeadAlignment", "HealthMeter", "ImageHealthMeter",
+    "attention_health", "best_head", "cls_sink", "collapsed", "key_peak", "row_entropy", "row_stats",
+]

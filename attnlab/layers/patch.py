@@ -81,6 +81,21 @@ def patch_layout(sizes: Tensor, grid: tuple[int, int], patch: int) -> PatchLayou
     return PatchLayout(grid, grids, real)
 
 
+def partly_padded(sizes: Tensor, grid: tuple[int, int], patch: int) -> Tensor:
+    """(B, N) bool, row-major: True at the patches of an image that hold pixels of it and zero
+    padding, i.e. its last patch row when H is not a multiple of P, its last column likewise."""
+    grids = torch.div(sizes + patch - 1, patch, rounding_mode="floor")  # (B, 2): ceil(size / P)
+    rows, cols = grid
+    ragged = sizes % patch != 0  # (B, 2): H, W not a multiple of P
+    last_row = torch.arange(rows, device=sizes.device)[None, :] == grids[:, 0:1] - 1  # (B, rows)
+    last_col = torch.arange(cols, device=sizes.device)[None, :] == grids[:, 1:2] - 1  # (B, cols)
+    inside = (torch.arange(rows, device=sizes.device)[None, :] < grids[:, 0:1])[:, :, None] & (
+        torch.arange(cols, device=sizes.device)[None, :] < grids[:, 1:2]
+    )[:, None, :]  # (B, rows, cols)
+    edge = (last_row & ragged[:, 0:1])[:, :, None] | (last_col & ragged[:, 1:2])[:, None, :]  # (B, rows, cols)
+    return (edge & inside).flatten(1)  # (B, rows, cols) -> (B, N)
+
+
 def zero_outside(images: Tensor, sizes: Tensor) -> Tensor:
     """Set the pixels beyond each image's (H, W) to zero. images (B, C, Hmax, Wmax), sizes (B, 2)."""
     _, _, height, width = images.shape

@@ -9,7 +9,8 @@ Training hands an :class:`ImageClassification` (a :class:`attnlab.train.Trainabl
 :class:`~attnlab.train.Trainer`: cross entropy with label smoothing (Szegedy et al. 2016, sec. 7),
 optional random shifts / flips (``data.augment``), validation accuracy picks ``best.pt``. Then
 ``best.pt`` is loaded and scored on the test split. Every mode writes ``results.json`` (common
-fields + accuracy, per-class accuracy, confusion matrix) and, unless ``viz.enabled=false``, the
+fields + accuracy, per-class accuracy, confusion matrix; train and evaluate also the test images'
+``attention_health``, :func:`attention_health`) and, unless ``viz.enabled=false``, the
 attention pictures of :mod:`attnlab.viz.vision` in ``<run dir>/attention/``.
 
 A checkpoint carries what rebuilding the model needs besides its config (classes, channels,
@@ -181,6 +182,40 @@ def classification_results(
     }
 
 
+@torch.no_grad()
+def attention_health(model: nn.Module, images: ImageSet, device: torch.device) -> dict[str, Any]:
+    """``attention_health`` of results.json: :class:`~attnlab.attention.health.ImageHealthMeter`
+    over every image of the set, one pass of the math path in size-sorted batches; {} for a model
+    without ``attention_weights`` and ``layout`` or an empty set."""
+    if len(images) == 0 or not (hasattr(model, "attention_weights") and hasattr(model, "layout")):
+        return {}
+    from attnlab.attention.health import ImageHealthMeter
+    from attnlab.layers.patch import partly_padded
+
+    was_training = model.training
+    model.eval()
+    meter = ImageHealthMeter()
+    has_cls = bool(getattr(model, "has_cls", False))
+    for idx in size_sorted_batches(images, EVAL_BATCH):
+        batch, sizes, _ = images.batch(idx)
+        batch, sizes = batch.to(device), sizes.to(device)
+        layout = model.layout(batch, sizes)
+        real = layout.real  # (B, N)
+        if real is None:  # every image fills the grid
+            real = torch.ones(len(idx), layout.num_patches, dtype=torch.bool, device=device)
+        padded = partly_padded(sizes, layout.grid, model.patch_size)  # (B, N)
+        if has_cls:  # the CLS token first: real, never padded
+            real = torch.cat([real.new_ones(len(idx), 1), real], dim=1)  # (B, 1 + N)
+            padded = torch.cat([padded.new_zeros(len(idx), 1), padded], dim=1)  # (B, 1 + N)
+        meter.add(model.attention_weights(batch, sizes), real=real, has_cls=has_cls, padded=padded)
+    model.train(was_training)
+    health = meter.summary()
+    if health:
+        log.info("test attention: normalised entropy %.2f, largest weight %.2f%s", health["entropy_norm"],
+                 health["max_weight"], f", {100 * health['cls_share']:.0f}% of patch rows peak on CLS" if has_cls else "")
+    return health
+
+
 def gym_scores(model: nn.Module, test: ImageSet, device: torch.device) -> dict[str, Any]:
     """Pointing game and deletion AUC of every attention map (:mod:`attnlab.tasks.gym_vision`)
     when the test images carry their object's box (``data=placed_digits``); else nothing."""
@@ -301,6 +336,7 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
     best = load_best_weights(model, run_dir)
     results = base_results(cfg, model, device)
     results.update(classification_results(model, data.test, data.classes, device, run_dir / "test_predictions.csv"))
+    results["attention_health"] = attention_health(model, data.test, device)
     # the tested weights' validation predictions (best.pt, or averaged.pt): what choices between
     # variants are made on, paired image by image
     valid = classification_results(model, data.valid, data.classes, device, run_dir / "valid_predictions.csv")
@@ -333,6 +369,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, 
     results = base_results(cfg, model, device)
     results["data"] = str(data_cfg.name)
     results.update(classification_results(model, test, data.classes, device, run_dir / "test_predictions.csv"))
+    results["attention_health"] = attention_health(model, test, device)
     results.update(gym_scores(model, test, device))  # {} for a resized set: resizing drops the boxes
     results.update(checkpoint=str(cfg.checkpoint), image_size=list(size or training_image_size(test)),
                    trained_image_size=list(extra["image_size"]))
