@@ -4,6 +4,7 @@
     results = run("task=vision trainer.epochs=2")                   # a new outputs/vision/vit/<time>/
     results = run(["task=vision", "trainer.epochs=2"], run_dir="runs/vit-small")
     run_dir = run_cached("vit-small", ["task=vision", "trainer.epochs=2"], "runs")  # reused when done
+    dirs = run_cached_many([("a", [...]), ("b", [...])], "runs", jobs=2)  # two subprocesses at a time
 
 The config is composed by Hydra exactly as for ``python -m attnlab`` (same groups, same checks);
 the run writes the same files into ``run_dir``. User mistakes raise :class:`attnlab.errors.UserError`
@@ -14,9 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -110,3 +115,56 @@ def run_cached(name: str, overrides: Overrides, runs_dir: str | Path) -> Path:
         (run_dir / "code_version.json").write_text(json.dumps(code, indent=2) + "\n", encoding="utf-8")
         run(overrides, run_dir)  # the folder is new here: a new run, never a resumed one
     return run_dir
+
+
+def run_cached_many(items: Sequence[tuple[str, Overrides]], runs_dir: str | Path, jobs: int = 1) -> list[Path]:
+    """:func:`run_cached` for each ``(name, overrides)`` of ``items``, at most ``jobs`` at a time;
+    returns the run folders in the order of ``items``.
+
+    With ``jobs=1`` the runs train one after another in this process. With ``jobs > 1`` each run
+    that is not finished yet trains in a subprocess of this interpreter that calls
+    :func:`run_cached` itself, so the folder, the cache key and the results are those of a
+    sequential run. Every run must then name one thread (``trainer.num_threads=1``): parallel
+    runs that each take every core slow each other down, and a run's numbers depend on its thread
+    count. Every config is composed and checked before anything starts (a mistake raises
+    :class:`UserError` at once). A subprocess writes its output to ``runs_dir/<folder>.log``
+    (moved into the run folder as ``subprocess.log`` when it succeeds); when runs fail, the others
+    still finish and then a ``RuntimeError`` names each failed run and its log."""
+    if jobs < 1:
+        raise UserError(f"jobs={jobs}: give the number of runs to train at once, 1 or more")
+    code = code_version()
+    runs_dir = Path(runs_dir)
+    dirs = [runs_dir / f"{name}-{run_key(overrides, code)}" for name, overrides in items]
+    if jobs == 1:
+        return [run_cached(name, overrides, runs_dir) for name, overrides in items]
+    for (name, overrides), run_dir in zip(items, dirs):
+        threads = _compose(overrides).trainer.num_threads
+        if threads != 1:
+            raise UserError(f"run {name!r} has trainer.num_threads={threads}: with jobs={jobs} every run needs "
+                            "trainer.num_threads=1 (add it to its overrides)")
+    todo = {run_dir: (name, as_list(overrides)) for (name, overrides), run_dir in zip(items, dirs)
+            if not (run_dir / "results.json").is_file()}  # a dict: a run listed twice trains once
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        failed = [f for f in pool.map(lambda item: _run_in_subprocess(*item[1], runs_dir, item[0]), todo.items()) if f]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed: " + "; ".join(failed))
+    return dirs
+
+
+def _run_in_subprocess(name: str, overrides: list[str], runs_dir: Path, run_dir: Path) -> str | None:
+    """Train one cached run in a subprocess; None when it finished, else what failed and where its log is."""
+    log = run_dir.with_name(run_dir.name + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # the subprocess imports this very attnlab, whatever its working directory puts on the path
+    package_root = str(Path(attnlab.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    script = "import json, sys; from attnlab.api import run_cached; run_cached(*json.loads(sys.argv[1]))"
+    with log.open("w", encoding="utf-8") as out:
+        code = subprocess.call([sys.executable, "-c", script, json.dumps([name, overrides, str(runs_dir)])],
+                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    if code != 0 or not (run_dir / "results.json").is_file():
+        why = f"exit status {code}" if code != 0 else f"no results.json in {run_dir}"
+        return f"{name} ({why}; log: {log})"
+    log.replace(run_dir / "subprocess.log")
+    return None

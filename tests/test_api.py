@@ -69,3 +69,37 @@ def test_code_version_changes_with_any_source_file(tmp_path: Path, monkeypatch) 
     assert before == api.code_version() and before["attnlab_version"] == attnlab.__version__
     (package / "tasks" / "vision.py").write_text("x = 2\n")  # an uncommitted edit
     assert api.code_version()["source_sha1"] != before["source_sha1"]
+
+
+def test_run_cached_many_in_subprocesses_equals_sequential_runs(tmp_path: Path) -> None:
+    import pytest
+
+    from attnlab.errors import UserError
+
+    items = [(f"seed{s}", [*TINY_VISION, f"seed={s}"]) for s in (0, 1)]
+    parallel = api.run_cached_many(items, tmp_path / "parallel", jobs=2)
+    sequential = api.run_cached_many(items, tmp_path / "sequential", jobs=1)  # in this process
+    assert [d.name for d in parallel] == [d.name for d in sequential]  # same cache keys, item order kept
+    for a, b in zip(parallel, sequential):
+        assert (a / "subprocess.log").is_file() and not (b / "subprocess.log").exists()
+        ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+        assert ra["torch_threads"] == rb["torch_threads"] == 1
+        assert ra["accuracy"] == rb["accuracy"] and ra["best_valid_accuracy"] == rb["best_valid_accuracy"]
+        assert (a / "test_predictions.csv").read_text() == (b / "test_predictions.csv").read_text()
+    stamp = (parallel[0] / "results.json").stat().st_mtime_ns
+    assert api.run_cached_many(items, tmp_path / "parallel", jobs=2) == parallel  # finished: reused
+    assert (parallel[0] / "results.json").stat().st_mtime_ns == stamp
+
+    with pytest.raises(UserError, match="trainer.num_threads=1"):  # parallel runs must name one thread
+        api.run_cached_many([("x", [*TINY_VISION, "trainer.num_threads=2"])], tmp_path / "bad", jobs=2)
+    with pytest.raises(UserError, match="unknown key"):  # every config is checked before anything starts
+        api.run_cached_many([*items, ("typo", [*TINY_VISION, "trainer.epoch=2"])], tmp_path / "bad", jobs=2)
+    assert not (tmp_path / "bad").exists()
+
+    # a run that fails in its subprocess: the other run still finishes, the error names the failed log
+    broken = [("ok", [*TINY_VISION, "seed=5"]), ("broken", [*TINY_VISION, "data=image_folder", "data.path=missing-folder"])]
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed: broken \(exit status \d+; log: .*broken-\w+\.log\)"):
+        api.run_cached_many(broken, tmp_path / "failing", jobs=2)
+    assert any((tmp_path / "failing").glob("ok-*/results.json"))
+    log = next((tmp_path / "failing").glob("broken-*.log"))
+    assert "missing-folder" in log.read_text()
