@@ -81,7 +81,7 @@ PREDICTIONS = {
     "best_valid_accuracy": "valid_predictions.csv",  # the same weights unless the run averaged checkpoints
 }
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
-NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress"}
+NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress", "checkpoint"}  # an evaluation: its config says what
 # results.json fields that tell variants apart when a run has no saved config.
 IDENTITY = ("model", "data", "attention", "mode")
 OUTPUTS = ("report.md", "report.csv", "metric_by_variant.png", "learning_curves.png")
@@ -159,9 +159,10 @@ def load_run(path: Path) -> Run:
     """Read one run folder; a missing or unreadable results.json makes it incomplete, not an error."""
     path = Path(path)
     results, problem = _read_results(path / "results.json")
+    evaluated = (results or {}).get("evaluated_config")  # mode=evaluate: the checkpoint's config as scored
     return Run(
         path=path,
-        config=_read_yaml(path / ".hydra" / "config.yaml") or {},
+        config=evaluated if isinstance(evaluated, dict) else _read_yaml(path / ".hydra" / "config.yaml") or {},
         overrides=[str(o) for o in _read_yaml(path / ".hydra" / "overrides.yaml") or []],
         results=results,
         metrics=read_metrics(path / "metrics.jsonl"),

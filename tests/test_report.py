@@ -394,3 +394,25 @@ def test_report_shows_vision_attention_health(tmp_path: Path, pool: str, health:
     assert record["attention_collapsed"] == str("COLLAPSED" in cell)
     assert record["attention_cls_sink"] == str("CLS sink" in cell)
     assert record["attention_cls_share"] == ("n/a" if pool == "mean" else str(health["cls_share"]))
+
+
+def test_evaluations_group_by_the_config_they_scored(tmp_path: Path):
+    """mode=evaluate runs: each seed's checkpoint (another path each) scored with one decoding
+    setting is one variant with 3 seeds; the trained recipes and the settings tell variants apart."""
+    for recipe in ("tatoeba_deen", "tatoeba_deen_long"):
+        for penalty in (0.6, 1.0):
+            for seed in range(3):
+                config = {**translation_config("dot", seed), "mode": "evaluate",
+                          "checkpoint": f"{recipe}_{seed}/best.pt", "data": {"name": recipe},
+                          "decode": {"length_penalty": penalty}}
+                overrides = ["mode=evaluate", f"checkpoint={recipe}_{seed}/best.pt",
+                             f"decode.length_penalty={penalty}"]
+                results = {"task": "translation", "mode": "evaluate", "seed": seed, "bleu": 20.0 + seed,
+                           "evaluated_config": config}
+                make_run(tmp_path / f"{recipe}_{penalty}_{seed}", overrides, results,
+                         config={"mode": "evaluate", "seed": 0, "checkpoint": config["checkpoint"]})
+    rows = report.summarize(report.load_runs(tmp_path), "bleu")
+    assert len(rows) == 4 and all(len(row.complete_runs) == 3 for row in rows)
+    assert all(sorted(r.seed for r in row.complete_runs) == [0, 1, 2] for row in rows)
+    names = sorted(row.variant for row in rows)
+    assert any("tatoeba_deen_long" in n and "0.6" in n for n in names), names

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
@@ -122,6 +123,10 @@ def test_every_layer_grid_has_the_layers_heads_and_tokens_of_its_kind(tmp_path, 
     }
 
 
+def results_config_width(run_dir: Path) -> int:
+    return yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["model"]["hidden_dim"]
+
+
 def test_evaluate_from_the_checkpoint_alone_gives_the_same_bleu(trained, tmp_path):
     run_dir, results = trained
     # other sizes on the command line: the checkpoint's own config must win
@@ -129,6 +134,8 @@ def test_evaluate_from_the_checkpoint_alone_gives_the_same_bleu(trained, tmp_pat
     again = translation.run(cfg, tmp_path)
     assert again["bleu"] == pytest.approx(results["bleu"]) and again["chrf"] == pytest.approx(results["chrf"])
     assert (tmp_path / "results.json").is_file() and (tmp_path / "attention" / "test_000.png").is_file()
+    scored = json.loads((tmp_path / "results.json").read_text())["evaluated_config"]  # what the report groups by
+    assert scored["model"]["hidden_dim"] == results_config_width(run_dir) and scored["mode"] == "evaluate"
 
 
 def test_a_checkpoint_of_another_model_is_refused(trained, tmp_path):

@@ -196,6 +196,9 @@ def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, 
     data = load_corpus(saved.data)
     results = test_results(saved, model, toks, data.test, device, run_dir, valid=data.valid)
     results.update(checkpoint=str(cfg.checkpoint), peak_rss_mb=peak_rss_mb())
+    # what was evaluated: the trained run's config with this command's decoding and test split;
+    # the report groups evaluations by it (seeds of one recipe, one decoding setting)
+    results["evaluated_config"] = OmegaConf.to_container(saved, resolve=True)
     write_json(run_dir / "results.json", results)
     return results
 
