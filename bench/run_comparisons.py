@@ -10,7 +10,8 @@ Each notebook runs in a fresh kernel of this interpreter with
     ATTNLAB_NOTEBOOK_RUNS=notebooks/runs               (runs in notebooks/runs/full/<notebook>/)
     ATTNLAB_NOTEBOOK_OVERRIDES="trainer.num_threads=1 trainer.progress=false"
     ATTNLAB_NOTEBOOK_FIGURES=docs/figures
-    OMP_NUM_THREADS=1                                  (one core: the machine is shared)
+    ATTNLAB_NOTEBOOK_JOBS=2                            (two runs at a time, --jobs)
+    OMP_NUM_THREADS=1                                  (one thread per run)
 
 so the figures in docs/figures/ are exactly the notebooks' figures, and the training runs are
 the notebooks' own (finished runs are reused, as the notebooks do: delete notebooks/runs/full to
@@ -71,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="full", choices=["tiny", "full"])
     parser.add_argument("--runs", default=str(NOTEBOOKS / "runs"), help="ATTNLAB_NOTEBOOK_RUNS")
     parser.add_argument("--figures", default=str(ROOT / "docs" / "figures"), help="ATTNLAB_NOTEBOOK_FIGURES")
+    parser.add_argument("--jobs", type=int, default=2, help="ATTNLAB_NOTEBOOK_JOBS: runs trained at once")
     args = parser.parse_args(argv)
     os.environ.update(
         ATTNLAB_NOTEBOOK_SIZE=args.size,
         ATTNLAB_NOTEBOOK_RUNS=str(Path(args.runs).resolve()),
         ATTNLAB_NOTEBOOK_OVERRIDES=f"trainer.num_threads={THREADS} trainer.progress=false",
         ATTNLAB_NOTEBOOK_FIGURES=str(Path(args.figures).resolve()),
+        ATTNLAB_NOTEBOOK_JOBS=str(args.jobs),
         OMP_NUM_THREADS=str(THREADS),
     )
     paths = [p for p in sorted(NOTEBOOKS.glob("*.ipynb")) if not args.only or p.name.startswith(tuple(args.only))]
