@@ -7,8 +7,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from attnlab.attention.health import HEALTH_KEYS, HealthMeter, attention_health
 from attnlab.config import AttentionConfig, DecodeConfig, RNNAttnConfig
 from attnlab.decode import beam_search, beam_search_n_best, greedy_search, length_penalty, max_lengths, translate_batch
+from attnlab.data.batching import pad_batch
+from attnlab.decode.translate import decoding_health
 from attnlab.models.rnn_attn import RNNAttention
 from attnlab.models.seq2seq import Memory, Seq2Seq
 from attnlab.models.transformer import Transformer
@@ -225,3 +228,38 @@ def test_n_best_scores_are_length_normalised_and_the_first_is_the_beam_result(mo
         assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
     with pytest.raises(ValueError, match="n_best=5"):
         beam_search_n_best(model, src, lengths, cfg, n_best=5)
+
+
+SOURCES = [[5, 6, 7], [3], [4, 9, 11, 12, 3, 8], [10, 4], [7, 7, 7, 3, 5]]  # source ids without </s>
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+@pytest.mark.parametrize("model", [random_rnn(), random_transformer()], ids=["rnn", "transformer"])
+def test_decoding_health_is_the_searchs_own_weights_at_every_layer_and_head(model, beam_size):
+    """Teacher-forced on the found outputs, in batches of 2 (padded sources and outputs), against
+    a hand loop over HealthMeter on each sentence alone; the last layer's mean of heads against
+    the health of the weights the search itself returned (the RNN: its one attention)."""
+    src, lengths = pad_batch(SOURCES, PAD, eos=EOS)
+    found = translate_batch(model, src, lengths, DecodeConfig(beam_size=beam_size), need_weights=True)
+    assert sum(len(h.tokens) for h in found) > 2 * len(found)  # steps beyond </s> to score
+    health = decoding_health(model, SOURCES, found, batch_size=2, device=torch.device("cpu"))
+    layers = health["layers"]
+    n_layers, heads = (1, 1) if isinstance(model, RNNAttention) else (2, 2)
+    assert list(layers) == [f"layer{i + 1}" for i in range(n_layers)]
+    assert health["rows"] == sum(len(h.tokens) + 1 for h in found)
+    for layer in range(n_layers):
+        for head in [*range(heads), "mean"]:
+            reference = HealthMeter()
+            for ids, hyp in zip(SOURCES, found):
+                one_src, one_len = pad_batch([ids], PAD, eos=EOS)
+                tgt_in = torch.tensor([[BOS, *hyp.tokens]])
+                w = model.attention_weights(one_src, one_len, tgt_in)["cross"][layer][0]  # (H, T, S)
+                reference.add(w.mean(0) if head == "mean" else w[head])
+            got, want = layers[f"layer{layer + 1}"]["mean" if head == "mean" else f"head{head + 1}"], reference.summary()
+            for key in HEALTH_KEYS:
+                assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (layer, head, key)
+    searched = attention_health([h.attention for h in found])
+    last = layers[f"layer{n_layers}"]["mean"]
+    for key in HEALTH_KEYS:
+        assert last[key] == pytest.approx(searched[key], rel=1e-5, abs=1e-6), key
+        assert 0 <= last[key] <= (math.log(max(len(s) for s in SOURCES) + 1) if key == "entropy" else 1)

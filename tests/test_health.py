@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from attnlab.attention.health import (
+    HEALTH_KEYS,
+    CrossHealthMeter,
     HealthMeter,
     ImageHealthMeter,
     attention_health,
@@ -156,3 +158,47 @@ def test_image_health_equals_the_per_sentence_meter_on_each_head():
                 assert got[key] == pytest.approx(want[key])
             assert got["cls_share"] == pytest.approx(want["eos_share"])
             assert got["cls_weight"] == pytest.approx(want["eos_weight"])
+
+
+def test_cross_health_equals_the_per_sentence_meter_on_each_head_and_the_head_mean():
+    """The batched meter against :class:`HealthMeter` sentence by sentence over each sentence's
+    real output steps and source keys; a layer's ``mean`` is the health of the head-averaged rows."""
+    torch.manual_seed(0)
+    b, heads, t, s = 3, 2, 4, 5
+    key_lengths, steps = torch.tensor([5, 3, 4]), torch.tensor([4, 2, 3])
+    real_keys = torch.arange(s) < key_lengths[:, None]  # (B, S)
+    scores = torch.randn(2, b, heads, t, s).masked_fill(~real_keys[None, :, None, None, :], float("-inf"))
+    layers = list(scores.softmax(-1))  # 2 layers of (B, heads, T, S)
+    meter = CrossHealthMeter()
+    meter.add(layers, torch.arange(t) < steps[:, None], key_lengths)
+    h = meter.summary()
+    assert h["rows"] == 4 + 2 + 3 and list(h["layers"]) == ["layer1", "layer2"]
+    for layer, w in enumerate(layers):
+        assert list(h["layers"][f"layer{layer + 1}"]) == ["head1", "head2", "mean"]
+        for head in [*range(heads), "mean"]:
+            reference = HealthMeter()
+            for i in range(b):
+                rows = w[i].mean(0) if head == "mean" else w[i, head]  # (T, S)
+                reference.add(rows[: steps[i], : key_lengths[i]])
+            name = "mean" if head == "mean" else f"head{head + 1}"
+            got, want = h["layers"][f"layer{layer + 1}"][name], reference.summary()
+            assert set(got) == set(HEALTH_KEYS)
+            for key in HEALTH_KEYS:
+                assert got[key] == pytest.approx(want[key]), (layer, name, key)
+
+
+def test_cross_health_of_a_head_on_eos_and_a_head_elsewhere():
+    """Head 1 is one-hot on each sentence's </s> (whatever its padding), head 2 on the first key:
+    their mean of heads peaks on neither, so its eos_share is 0 (a tie is no peak)."""
+    key_lengths = torch.tensor([3, 2])
+    w = torch.zeros(2, 2, 1, 4)  # (B, H, T, S)
+    w[0, 0, 0, 2] = w[1, 0, 0, 1] = 1.0
+    w[:, 1, 0, 0] = 1.0
+    meter = CrossHealthMeter()
+    meter.add([w], torch.ones(2, 1, dtype=torch.bool), key_lengths)
+    layer = meter.summary()["layers"]["layer1"]
+    assert layer["head1"]["eos_share"] == 1.0 and layer["head1"]["eos_weight"] == 1.0
+    assert layer["head2"]["eos_share"] == 0.0 and layer["head2"]["entropy"] == 0.0
+    assert layer["mean"]["eos_share"] == 0.0 and layer["mean"]["max_weight"] == 0.5
+    assert layer["mean"]["entropy_norm"] == pytest.approx((math.log(2) / math.log(3) + 1.0) / 2)
+    assert CrossHealthMeter().summary() == {}

@@ -80,6 +80,8 @@ def test_cli_training_writes_the_run_folder_contract(trained):
     health = saved["attention_health"]  # over every output step of the test decoding
     assert 0 < health["max_weight"] <= 1 and 0 <= health["eos_share"] <= 1 and health["entropy"] >= 0
     assert health["rows"] >= 12  # at least one step (the final </s>) per test sentence
+    assert list(health["layers"]) == ["layer1"] and list(health["layers"]["layer1"]) == ["head1", "mean"]  # one attention
+    assert health["layers"]["layer1"]["mean"]["max_weight"] == pytest.approx(health["max_weight"], rel=1e-4)
     assert len((run_dir / "hypotheses.txt").read_text(encoding="utf-8").split("\n")) == 12 + 1
     records = read_metrics(run_dir / "metrics.jsonl")
     valid = [r for r in records if r["kind"] == "valid"]
@@ -93,6 +95,15 @@ def test_cli_transformer_run_draws_every_layer_and_head(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert (results["model"], results["attention"], results["test_sentences"]) == ("transformer", "general", 12)
+    health = results["attention_health"]  # the search's last layer's mean of heads, and every layer and head
+    assert list(health["layers"]) == ["layer1", "layer2"]  # model.dec_layers=2, model.heads=2
+    for layer in health["layers"].values():
+        assert list(layer) == ["head1", "head2", "mean"]
+        for values in layer.values():
+            assert 0 <= values["entropy_norm"] <= 1 and 0 < values["max_weight"] <= 1 and values["entropy"] >= 0
+            assert 0 <= values["eos_share"] <= 1 and 0 <= values["eos_weight"] <= 1
+    assert health["layers"]["layer2"]["mean"]["entropy"] == pytest.approx(health["entropy"], rel=1e-4)
+    assert "the head most on </s> is layer" in out.stderr + out.stdout
     for kind in ("", "_cross", "_encoder", "_decoder"):  # viz.layer_grids=1: the first sentence only
         with Image.open(run_dir / "attention" / f"test_000{kind}.png") as image:
             assert image.format == "PNG"

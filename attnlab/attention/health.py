@@ -20,6 +20,9 @@ tasks, :mod:`attnlab.data.synthetic`), also
   entries, whose link is then wrong): AER = 1 - 2 |A n S| / (|A| + |S|). With a gold position at
   every step it equals 1 - alignment_accuracy; rows without one make it larger.
 
+For a Transformer translator, :class:`CrossHealthMeter` gives them for every decoder layer's
+cross-attention, per head and for the layer's mean of heads.
+
 For a ViT's self-attention, :class:`ImageHealthMeter` gives the same row means per layer and
 head, with the CLS key as the sink to watch (``cls_share``, ``cls_weight``), the CLS query's own
 row, and the weight on partly padded patches.
@@ -130,6 +133,66 @@ def attention_health(rows: list[Tensor], gold: list[Tensor] | None = None) -> di
     for n, w in enumerate(rows):
         meter.add(w, None if gold is None else gold[n])
     return meter.summary()
+
+
+class CrossHealthMeter:
+    """The health of a translator's cross-attention per decoder layer and head, and of each
+    layer's mean of heads, over many sentences (the fields of :data:`HEALTH_KEYS`, with the rows
+    of :func:`row_stats` and :func:`key_peak`; see the module docstring).
+
+    A layer's ``mean`` is the health of the head-averaged weights (1/H) sum_h alpha^h_t, the
+    attention the search returns, the pictures draw and :class:`HeadAlignment` scores as
+    "mean" -- not the mean of the heads' numbers (one head on ``</s>`` and one elsewhere average
+    to rows that peak on neither). :class:`ImageHealthMeter`'s ``mean`` is the mean of the heads'
+    numbers instead: a ViT has no one averaged map that anything reads.
+
+    Every layer and head scores the same rows, the output steps marked in ``queries``.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0  # output steps per (layer, head)
+        self.sums: Tensor | None = None  # (L, H + 1, len(HEALTH_KEYS)) row sums: the heads, then their mean
+
+    @torch.no_grad()
+    def add(self, layers: list[Tensor], queries: Tensor, key_lengths: Tensor) -> None:
+        """One batch: per layer the cross-attention (B, H, T, S), keys beyond a sentence's length
+        at weight 0; ``queries`` (B, T) True at the output steps scored; ``key_lengths`` (B,) each
+        sentence's real keys, the last of which is its ``</s>``."""
+        if not layers:
+            return
+        device = layers[0].device
+        s = layers[0].shape[-1]
+        queries = queries.to(device)[:, None, :]  # (B, 1, T)
+        key_lengths = key_lengths.to(device)
+        keys = key_lengths[:, None, None]  # (B, 1, 1)
+        eos = (torch.arange(s, device=device) == (key_lengths - 1)[:, None])[:, None, None, :]  # (B, 1, 1, S)
+        sums = []
+        for w in layers:
+            w = w.detach().float()  # (B, H, T, S)
+            w = torch.cat([w, w.mean(1, keepdim=True)], 1)  # (B, H + 1, T, S): the heads, then their mean
+            ent, norm, top = row_stats(w, keys)  # (B, H + 1, T) each
+            on_eos, eos_weight = key_peak(w, eos)
+            fields = (ent, norm, top, on_eos.float(), eos_weight)  # the order of HEALTH_KEYS
+            sums.append(torch.stack([torch.where(queries, x, 0.0).sum((0, 2)) for x in fields], -1))  # (H + 1, 5)
+        batch = torch.stack(sums).cpu().double()  # (L, H + 1, 5)
+        self.sums = batch if self.sums is None else self.sums + batch
+        self.rows += int(queries.sum())
+
+    def summary(self) -> dict[str, Any]:
+        """``{"rows": n, "layers": {"layer1": {"head1": {...}, ..., "mean": {...}}, ...}}`` (the
+        layout of :class:`ImageHealthMeter`; empty dict before any row)."""
+        if not self.rows or self.sums is None:
+            return {}
+        means = self.sums / self.rows  # (L, H + 1, 5)
+
+        def fields(values: Tensor) -> dict[str, float]:
+            return dict(zip(HEALTH_KEYS, values.tolist()))
+
+        layers = {
+            f"layer{layer + 1}": {(f"head{h + 1}" if h < len(by_head) - 1 else "mean"): fields(v) for h, v in enumerate(by_head)}
+            for layer, by_head in enumerate(means)
+        }
+        return {"rows": float(self.rows), "layers": layers}
 
 
 IMAGE_FIELDS = ("entropy", "entropy_norm", "max_weight", "cls_share", "cls_weight", "padding_share", "padding_weight")
@@ -290,6 +353,6 @@ def cls_sink(health: dict[str, Any], share: float = 0.5) -> bool:
 
 
 __all__ = [
-    "CLS_QUERY_FIELDS", "HEALTH_KEYS", "IMAGE_FIELDS", "HeadAlignment", "HealthMeter", "ImageHealthMeter",
+    "CLS_QUERY_FIELDS", "HEALTH_KEYS", "IMAGE_FIELDS", "CrossHealthMeter", "HeadAlignment", "HealthMeter", "ImageHealthMeter",
     "attention_health", "best_head", "cls_sink", "collapsed", "key_peak", "row_entropy", "row_stats",
 ]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from attnlab import progress
-from attnlab.attention.health import attention_health
+from attnlab.attention.health import CrossHealthMeter, attention_health
 from attnlab.config import DecodeConfig
 from attnlab.data.batching import pad_batch
 from attnlab.data.pairs import Tokenizers
@@ -61,19 +61,59 @@ def _by_length(ids: list[list[int]], batch_size: int, device: torch.device,
     return out
 
 
+@torch.no_grad()
+def decoding_health(
+    model: Seq2Seq, src_ids: Sequence[Sequence[int]], found: Sequence[Hypothesis], batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    """The health of every decoder layer's cross-attention, per head and as the layer's mean of
+    heads (:class:`~attnlab.attention.health.CrossHealthMeter`), over the output steps of a
+    decoding: ``{"rows": n, "layers": {...}}``; {} for a model without attention.
+
+    These are the weights *given the found outputs*, teacher-forced: the model reads each pair
+    (source, ``<s>`` + found hypothesis) with its ``attention_weights``, all layers and heads in
+    one batched pass (batches of ``batch_size`` sentences sorted by source length), since the
+    search keeps only one layer's mean of heads. Each step of the search fed exactly the found
+    hypothesis's prefix, and the cached step equals the full forward, so they are the weights the
+    search computed along that hypothesis (greedy, sampling and beam alike), up to float
+    rounding; a beam's discarded hypotheses are not scored. ``src_ids`` are the source ids
+    without ``</s>`` (it is appended here, as the search does)."""
+    if not hasattr(model, "attention_weights") or not found:
+        return {}
+    meter = CrossHealthMeter()
+    order = sorted(range(len(found)), key=lambda i: len(src_ids[i]))
+    size = max(batch_size, 1)
+    for start in range(0, len(order), size):
+        chunk = order[start : start + size]
+        src, src_len = pad_batch([src_ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (B, S)
+        # [bos] + tokens: one row per output step, the step that emitted </s> included
+        tgt_in, steps = pad_batch([found[i].tokens for i in chunk], Seq2Seq.pad_id, bos=Seq2Seq.bos_id)  # (B, T)
+        cross = model.attention_weights(src.to(device), src_len.to(device), tgt_in.to(device)).get("cross")
+        if not cross:
+            return {}
+        queries = torch.arange(tgt_in.shape[1]) < steps[:, None]  # (B, T)
+        meter.add(cross, queries, src_len)  # per layer (B, H, T, S)
+    return meter.summary()
+
+
 def score_split(
     model: Seq2Seq, toks: Tokenizers, split: Split, cfg: DecodeConfig, device: torch.device,
     health: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     """Translate a split's sources; corpus BLEU/chrF against all its references. With ``health``
-    also the health of the attention the search used (:mod:`attnlab.attention.health`), when the
-    model has one: that asks the search for the weights, which keeps it off the fused kernel, so
-    validation during training does without it."""
+    also ``attention_health`` (:mod:`attnlab.attention.health`), when the model has attention:
+    its flat fields are the health of the weights the search itself returned along the chosen
+    hypotheses -- the RNN's one attention, the Transformer's last decoder layer's mean of heads
+    -- and ``layers`` holds every layer and head of :func:`decoding_health` (the RNN: one layer,
+    one head). Asking the search for weights keeps it off the fused kernel, so validation during
+    training does without it."""
     start = time.perf_counter()
     found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=health)
     seconds = time.perf_counter() - start
     hyps = [toks.tgt.decode(h.tokens) for h in found]
     scores = corpus_scores(hyps, split.references).as_dict()
-    summary = attention_health([h.attention for h in found if h.attention is not None])
+    summary: dict[str, Any] = attention_health([h.attention for h in found if h.attention is not None])
+    if summary:
+        layers = decoding_health(model, toks.src.encode_batch(list(split.sources)), found, cfg.batch_size, device)
+        summary.update({"layers": layers["layers"]} if layers else {})
     extra = {"attention_health": summary} if summary else {}
     return {**scores, **extra, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps

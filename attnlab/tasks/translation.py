@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from attnlab.attention.health import best_head
 from attnlab.checkpoint import check_compatible, load_checkpoint, load_state
 from attnlab.config import DecodeConfig
 from attnlab.data.pairs import EncodedPairs, Tokenizers, make_batches
@@ -158,6 +159,10 @@ def test_results(
         h = scores["attention_health"]
         log.info("test attention: entropy %.2f nats, largest weight %.2f, %.0f%% of steps peak on </s>",
                  h["entropy"], h["max_weight"], 100 * h["eos_share"])
+        if h.get("layers"):
+            layer, head = best_head({k: {n: v["eos_share"] for n, v in heads.items()} for k, heads in h["layers"].items()}).split(".")
+            log.info("test attention: the head most on </s> is %s.%s, %.0f%% of its steps peak there", layer, head,
+                     100 * h["layers"][layer][head]["eos_share"])
     if cfg.viz.enabled and cfg.viz.num_examples > 0:
         draw_attention(model, toks, test.sources[: cfg.viz.num_examples], cfg.decode, device, run_dir / "attention",
                        cfg.viz.layer_grids)
