@@ -17,7 +17,8 @@ parameter count and the mean training time. Tasks are reported separately.
 Beside each variant: its **attention health** (on the test set: normalised entropy, mean largest
 weight and share of rows peaking on the sink -- the source ``</s>`` in the decoding for
 translation, the CLS key for vision --, mean over seeds; ``COLLAPSED`` when
-:func:`attnlab.attention.health.collapsed` says so, ``CLS sink`` for a ViT whose patches mostly
+:func:`attnlab.attention.health.collapsed` says so, ``COLLAPSED in layer1`` when it says so of
+one layer's mean of heads only (``attention_health.layers``), ``CLS sink`` for a ViT whose patches mostly
 peak on CLS), **BLEU by source length** for translation
 (``bleu_by_length`` of results.json), and a **paired significance test against the best variant**
 of its task (:mod:`attnlab.significance`: paired bootstrap over the test sentences or images,
@@ -337,10 +338,30 @@ class Row:
         share = next((means[k] for k in ("eos_share", "cls_share") if k in means), None)
         text = f"{means['entropy_norm']:.2f} / {means['max_weight']:.2f}"
         text += "" if share is None else f" / {100 * share:.0f}%"
-        if not collapsed(means):
+        layers = self.collapsed_layers()
+        if not collapsed(means) and not layers:
             return text + (" CLS sink" if cls_sink(means) else "")
         aligned = _stat(self.complete_runs, "alignment_accuracy").mean
-        return text + (" aligned" if aligned is not None and aligned >= 0.5 else " COLLAPSED")
+        if aligned is not None and aligned >= 0.5:
+            return text + " aligned"
+        return text + (" COLLAPSED" if collapsed(means) else " COLLAPSED in " + ", ".join(layers))
+
+    def collapsed_layers(self) -> list[str]:
+        """The layers (``attention_health.layers``) whose ``mean`` entry, averaged over seeds,
+        looks collapsed by :func:`~attnlab.attention.health.collapsed`: a Transformer's decoder
+        layer whose mean of heads sits on </s> is hidden by the flat fields, which describe the
+        last layer only. (A ViT layer's ``mean`` is the mean of its heads' numbers.)"""
+        runs = [layers for r in self.complete_runs if isinstance(layers := r.nested("attention_health").get("layers"), dict)]
+        out = []
+        for name in dict.fromkeys(n for layers in runs for n in layers):
+            means = {}
+            for key in ("max_weight", "eos_share"):
+                values = [v for layers in runs if (v := _finite(((layers.get(name) or {}).get("mean") or {}).get(key))) is not None]
+                if values:
+                    means[key] = statistics.fmean(values)
+            if "max_weight" in means and collapsed(means):
+                out.append(name)
+        return out
 
     def length_buckets(self) -> dict[str, Stat]:
         """BLEU by source-length bucket (``bleu_by_length``), mean over seeds, buckets in order."""
@@ -708,8 +729,9 @@ def markdown(
         f"over the test items ({significance.N_SAMPLES} resamples, seeds paired by seed); *significant* needs "
         f"p < {significance.ALPHA}, {significance.MIN_SEEDS}+ seed pairs and every pair the same way. "
         "*attention*: normalised entropy / mean largest weight / rows peaking on the sink, of the test set: "
-        "for translation the decoding's steps on the source `</s>`, for vision the patch rows of every layer "
-        "and head on the CLS key (no share without CLS).",
+        "for translation the decoding's steps on the source `</s>` (a Transformer's last layer, mean of heads), "
+        "for vision the patch rows of every layer and head on the CLS key (no share without CLS); "
+        "a mark *in layerN* comes from that layer's mean of heads alone.",
         "",
     ]
     for task in dict.fromkeys(r.task for r in rows):

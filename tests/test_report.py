@@ -416,3 +416,27 @@ def test_evaluations_group_by_the_config_they_scored(tmp_path: Path):
     assert all(sorted(r.seed for r in row.complete_runs) == [0, 1, 2] for row in rows)
     names = sorted(row.variant for row in rows)
     assert any("tatoeba_deen_long" in n and "0.6" in n for n in names), names
+
+
+@pytest.mark.parametrize(
+    ("layer1", "cell"),
+    [
+        ({"entropy_norm": 0.5, "max_weight": 0.55, "eos_share": 0.05}, "0.50 / 0.55 / 5% |"),
+        ({"entropy_norm": 0.05, "max_weight": 0.7, "eos_share": 0.8}, "0.50 / 0.55 / 5% COLLAPSED in layer1 |"),
+    ],
+    ids=["healthy", "first-layer-on-eos"],
+)
+def test_report_marks_a_collapsed_layer_that_the_last_layer_hides(tmp_path: Path, layer1: dict, cell: str) -> None:
+    """The flat fields are the last layer's mean of heads; a lower layer's mean of heads on </s>
+    in every seed's run shows in the cell, named."""
+    healthy = {"entropy": 1.2, "entropy_norm": 0.5, "max_weight": 0.55, "eos_share": 0.05, "eos_weight": 0.08}
+    for seed in range(2):
+        layers = {"layer1": {"head1": healthy, "mean": {**healthy, **layer1}}, "layer2": {"head1": healthy, "mean": healthy}}
+        make_run(tmp_path / f"run{seed}", ["task=translation", f"seed={seed}"],
+                 {"task": "translation", "seed": seed, "bleu": 20.0, "chrf": 40.0,
+                  "attention_health": {**healthy, "layers": layers}}, config=translation_config("dot", seed))
+    report.write_report(tmp_path)
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| `"))
+    assert cell in row
+    with (tmp_path / "report.csv").open() as f:
+        assert next(csv.DictReader(f))["attention_collapsed"] == str("COLLAPSED" in cell)
