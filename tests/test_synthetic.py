@@ -100,6 +100,10 @@ def test_splits_are_seeded_sized_disjoint_and_carry_alignments():
         assert [s[g] for g in gold] == y  # reverse: every output symbol at its gold position
     head = data.test.head(3)
     assert head.alignments == data.test.alignments[:3] and head.lengths == data.test.lengths[:3]
+    # the corpus caps apply to generated data as to files
+    capped = load_corpus(cfg(max_train_pairs=50, max_eval_sentences=7))
+    assert len(capped.train) == 50 and len(capped.valid) == len(capped.test) == 7
+    assert capped.test.alignments == data.test.alignments[:7] and capped.symbols == data.symbols
 
 
 @pytest.mark.parametrize("bad,message", [

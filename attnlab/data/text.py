@@ -26,7 +26,7 @@ import random
 import re
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from attnlab.config import TextDataConfig
@@ -146,8 +146,10 @@ def load_corpus(cfg: TextDataConfig) -> ParallelData:
             f"data.src_lang and data.tgt_lang are both '{cfg.src_lang}'; pick two languages"
         )
     raw = reader(cfg)
-    if isinstance(raw, ParallelData):
-        return raw
+    if isinstance(raw, ParallelData):  # generated data (the attention gym): already clean and grouped
+        return replace(
+            raw, train=raw.train.head(cfg.max_train_pairs), valid=raw.valid.head(cfg.max_eval_sentences),
+            test=raw.test.head(cfg.max_eval_sentences))
     skipped: dict[str, int] = {}
     splits: dict[str, Split] = {}
     for name in SPLITS:
