@@ -440,3 +440,21 @@ def test_report_marks_a_collapsed_layer_that_the_last_layer_hides(tmp_path: Path
     assert cell in row
     with (tmp_path / "report.csv").open() as f:
         assert next(csv.DictReader(f))["attention_collapsed"] == str("COLLAPSED" in cell)
+
+
+@pytest.mark.parametrize("other_split,comparable", [("test_short", True), ("test_long", False)])
+def test_runs_compare_item_by_item_when_their_test_sentences_agree(tmp_path: Path, other_split, comparable):
+    """Checkpoints of both Tatoeba datasets scored on one file are compared item by item, though
+    their configs name other datasets; another file is refused."""
+    refs = shipped_test_references(30)
+    for seed in range(3):
+        for name, split in (("tatoeba_deen", "test_short"), ("tatoeba_deen_long", other_split)):
+            run = scored_translation_run(tmp_path / name, "dot", seed, [r[0] for r in refs][: 30 - seed] + ["x"] * seed, {})
+            config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+            config["data"] = {"name": name, "test_split": split, "max_eval_sentences": 30}
+            (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    tests = report.compare_to_best(report.summarize(report.load_runs(tmp_path), "bleu"))
+    (verdict,) = tests.values()
+    assert isinstance(verdict, str) != comparable, verdict
+    if not comparable:
+        assert verdict == "the runs were tested on different test splits"
