@@ -82,7 +82,9 @@ PREDICTIONS = {
     "best_valid_accuracy": "valid_predictions.csv",  # the same weights unless the run averaged checkpoints
 }
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
-NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress", "checkpoint"}  # an evaluation: its config says what
+# trainer.max_minutes is a safety cap that never shapes the schedule (a run it stopped is flagged
+# by warnings_for); checkpoint: an evaluation's config says what it scored.
+NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress", "trainer.max_minutes", "checkpoint"}
 # results.json fields that tell variants apart when a run has no saved config.
 IDENTITY = ("model", "data", "attention", "mode")
 OUTPUTS = ("report.md", "report.csv", "metric_by_variant.png", "learning_curves.png")
@@ -530,7 +532,7 @@ def common_overrides(rows: Sequence[Row]) -> str:
 
 def warnings_for(rows: Sequence[Row]) -> list[str]:
     """Things that make a comparison less trustworthy: fewer than 3 seeds, repeated seeds,
-    disagreeing parameter counts."""
+    disagreeing parameter counts, runs cut short by the time cap."""
     notes = []
     few = [r for r in rows if 0 < r.n_seeds < significance.MIN_SEEDS]
     if few and len(rows) > 1:
@@ -542,6 +544,10 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
             notes.append(f"{row.task} / {row.variant}: seed {', '.join(repeated)} appears in several runs")
         if len(row.num_params) > 1:
             notes.append(f"{row.task} / {row.variant}: the runs have different parameter counts")
+        capped = [str(r.seed) for r in row.complete_runs if "time cap" in str(r.results.get("stop_reason", ""))]
+        if capped:
+            notes.append(f"{row.task} / {row.variant}: seed {', '.join(capped)} stopped on the time cap "
+                         "(trainer.max_minutes) before its step budget; rerun it with trainer.max_minutes=0")
     return notes
 
 

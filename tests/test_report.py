@@ -458,3 +458,21 @@ def test_runs_compare_item_by_item_when_their_test_sentences_agree(tmp_path: Pat
     assert isinstance(verdict, str) != comparable, verdict
     if not comparable:
         assert verdict == "the runs were tested on different test splits"
+
+
+def test_the_time_cap_is_not_a_variant_but_a_run_it_stopped_is_flagged(tmp_path: Path) -> None:
+    for seed, cap in ((0, "0"), (1, "60"), (2, "60")):
+        run = translation_run(tmp_path, "dot", seed, 20.0 + seed)
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+            [*yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()), f"trainer.max_minutes={cap}"]))
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        config["trainer"]["max_minutes"] = float(cap)
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        results = json.loads((run / "results.json").read_text())
+        results["stop_reason"] = "time cap of 60.0 min reached" if seed == 2 else "2600 steps done"
+        (run / "results.json").write_text(json.dumps(results))
+    (row,) = report.summarize(report.load_runs(tmp_path))
+    assert row.n_seeds == 3
+    assert report.warnings_for([row]) == [
+        f"translation / {row.variant}: seed 2 stopped on the time cap (trainer.max_minutes) before its step "
+        "budget; rerun it with trainer.max_minutes=0"]
