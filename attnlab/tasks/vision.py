@@ -373,6 +373,7 @@ def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, 
     results.update(gym_scores(model, test, device))  # {} for a resized set: resizing drops the boxes
     results.update(checkpoint=str(cfg.checkpoint), image_size=list(size or training_image_size(test)),
                    trained_image_size=list(extra["image_size"]))
+    results["evaluated_config"] = _evaluated_config(cfg, saved, data_cfg)
     log.info("test accuracy %.4f on %d images", results["accuracy"], len(test))
     results["attention_pictures"] = attention_pictures(cfg, run_dir, model, test, data.classes, device)
     return _finish(results, run_dir, start)
@@ -408,6 +409,17 @@ def _finish(results: dict[str, Any], run_dir: Path, start: float) -> dict[str, A
     if distributed.is_main():  # under torchrun every process scores; one writes
         write_json(run_dir / "results.json", results)
     return results
+
+
+def _evaluated_config(cfg: DictConfig, saved: DictConfig, data_cfg: DictConfig) -> dict[str, Any]:
+    """What an evaluation scored: the trained run's config with this command's data, image size,
+    mode and checkpoint (the report groups evaluations by it, seeds by the trained seed)."""
+    scored = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
+    scored.data = data_cfg
+    scored.model.eval_size = cfg.model.get("eval_size")
+    for key in ("mode", "checkpoint"):
+        scored[key] = cfg[key]
+    return OmegaConf.to_container(scored, resolve=True)
 
 
 def _evaluation_data(cfg: DictConfig, saved: DictConfig) -> DictConfig:
