@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -46,16 +46,24 @@ def translate_n_best(
                       lambda src, n: n_best_batch(model, src, n, cfg, generator))
 
 
+def _length_batches(ids: Sequence[Sequence[int]], batch_size: int, show: bool = False
+                    ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+    """Batches of sentences of similar lengths (less padding): (their indices in ``ids``, the
+    padded sources with ``</s>`` (B, S), their lengths (B,)); ``show``: with a progress bar."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    size = max(batch_size, 1)
+    starts = range(0, len(order), size)
+    for start in progress.bar(starts, desc="decoding", unit="batch") if show else starts:
+        chunk = order[start : start + size]
+        yield (chunk, *pad_batch([ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id))
+
+
 def _by_length(ids: list[list[int]], batch_size: int, device: torch.device,
                search: Callable[[Tensor, Tensor], list[Any]]) -> list[Any]:
-    """``search(src (B, S), src_lengths (B,))`` over batches of sentences of similar lengths; the
-    results in the order of ``ids``."""
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    """``search(src (B, S), src_lengths (B,))`` over :func:`_length_batches`; the results in the
+    order of ``ids``."""
     out: list[Any] = [None] * len(ids)
-    size = max(batch_size, 1)
-    for start in progress.bar(range(0, len(order), size), desc="decoding", unit="batch"):
-        chunk = order[start : start + size]
-        src, src_len = pad_batch([ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)
+    for chunk, src, src_len in _length_batches(ids, batch_size, show=True):
         for i, result in zip(chunk, search(src.to(device), src_len.to(device))):
             out[i] = result
     return out
@@ -80,11 +88,7 @@ def decoding_health(
     if not hasattr(model, "attention_weights") or not found:
         return {}
     meter = CrossHealthMeter()
-    order = sorted(range(len(found)), key=lambda i: len(src_ids[i]))
-    size = max(batch_size, 1)
-    for start in range(0, len(order), size):
-        chunk = order[start : start + size]
-        src, src_len = pad_batch([src_ids[i] for i in chunk], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (B, S)
+    for chunk, src, src_len in _length_batches(src_ids, batch_size):  # src (B, S)
         # [bos] + tokens: one row per output step, the step that emitted </s> included
         tgt_in, steps = pad_batch([found[i].tokens for i in chunk], Seq2Seq.pad_id, bos=Seq2Seq.bos_id)  # (B, T)
         cross = model.attention_weights(src.to(device), src_len.to(device), tgt_in.to(device)).get("cross")
