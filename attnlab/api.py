@@ -132,11 +132,11 @@ def run_cached_many(items: Sequence[tuple[str, Overrides]], runs_dir: str | Path
     still finish and then a ``RuntimeError`` names each failed run and its log."""
     if jobs < 1:
         raise UserError(f"jobs={jobs}: give the number of runs to train at once, 1 or more")
+    if jobs == 1:
+        return [run_cached(name, overrides, runs_dir) for name, overrides in items]
     code = code_version()
     runs_dir = Path(runs_dir)
     dirs = [runs_dir / f"{name}-{run_key(overrides, code)}" for name, overrides in items]
-    if jobs == 1:
-        return [run_cached(name, overrides, runs_dir) for name, overrides in items]
     for (name, overrides), run_dir in zip(items, dirs):
         threads = _compose(overrides).trainer.num_threads
         if threads != 1:
