@@ -114,8 +114,6 @@ class Run:
 
     @property
     def seed(self) -> Any:
-        if self.results and isinstance(self.results.get("evaluated_config"), dict):
-            return self.config.get("seed")  # an evaluation: the seed of the run that trained the checkpoint
         return self._field("seed", "seed")
 
     def value(self, metric: str) -> Optional[float]:

@@ -407,8 +407,8 @@ def test_evaluations_group_by_the_config_they_scored(tmp_path: Path):
                           "decode": {"length_penalty": penalty}}
                 overrides = ["mode=evaluate", f"checkpoint={recipe}_{seed}/best.pt",
                              f"decode.length_penalty={penalty}"]
-                # the evaluation's own seed (the command line's) is not the checkpoint's
-                results = {"task": "translation", "mode": "evaluate", "seed": 0, "bleu": 20.0 + seed,
+                # an evaluation's results carry the seed of the run that trained its checkpoint
+                results = {"task": "translation", "mode": "evaluate", "seed": seed, "bleu": 20.0 + seed,
                            "evaluated_config": config}
                 make_run(tmp_path / f"{recipe}_{penalty}_{seed}", overrides, results,
                          config={"mode": "evaluate", "seed": 0, "checkpoint": config["checkpoint"]})

@@ -127,6 +127,7 @@ def test_evaluate_round_trip_and_other_image_sizes(trained, tmp_path):
     scored = evaluated["evaluated_config"]  # the trained run's config as scored: what the report groups by
     assert scored["model"]["dim"] == 32 and scored["model"]["patch_size"] == 3 and scored["mode"] == "evaluate"
     assert scored["data"]["name"] == "digits" and scored["checkpoint"] == str(ckpt)
+    assert evaluated["seed"] == scored["seed"] and evaluated["data"] == "digits"
     trained_health = json.loads((trained / "results.json").read_text())["attention_health"]
     assert evaluated["attention_health"]["cls_share"] == pytest.approx(trained_health["cls_share"])
     bigger = vision_run(make(*base, "model.eval_size=[11,13]"), tmp_path / "eval_big")

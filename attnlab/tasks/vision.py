@@ -366,14 +366,14 @@ def evaluate(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, 
         )
     size = eval_size(cfg)
     test = resized(data.test, size)
-    results = base_results(cfg, model, device)
-    results["data"] = str(data_cfg.name)
+    scored = _evaluated_config(cfg, saved, data_cfg)
+    results = base_results(scored, model, device)  # the trained run's seed, this command's data
     results.update(classification_results(model, test, data.classes, device, run_dir / "test_predictions.csv"))
     results["attention_health"] = attention_health(model, test, device)
     results.update(gym_scores(model, test, device))  # {} for a resized set: resizing drops the boxes
     results.update(checkpoint=str(cfg.checkpoint), image_size=list(size or training_image_size(test)),
                    trained_image_size=list(extra["image_size"]))
-    results["evaluated_config"] = _evaluated_config(cfg, saved, data_cfg)
+    results["evaluated_config"] = OmegaConf.to_container(scored, resolve=True)
     log.info("test accuracy %.4f on %d images", results["accuracy"], len(test))
     results["attention_pictures"] = attention_pictures(cfg, run_dir, model, test, data.classes, device)
     return _finish(results, run_dir, start)
@@ -411,15 +411,16 @@ def _finish(results: dict[str, Any], run_dir: Path, start: float) -> dict[str, A
     return results
 
 
-def _evaluated_config(cfg: DictConfig, saved: DictConfig, data_cfg: DictConfig) -> dict[str, Any]:
+def _evaluated_config(cfg: DictConfig, saved: DictConfig, data_cfg: DictConfig) -> DictConfig:
     """What an evaluation scored: the trained run's config with this command's data, image size,
-    mode and checkpoint (the report groups evaluations by it, seeds by the trained seed)."""
+    mode and checkpoint (results.json's fields and ``evaluated_config``, which the report groups
+    evaluations by)."""
     scored = OmegaConf.create(OmegaConf.to_container(saved, resolve=True))
     scored.data = data_cfg
     scored.model.eval_size = cfg.model.get("eval_size")
     for key in ("mode", "checkpoint"):
         scored[key] = cfg[key]
-    return OmegaConf.to_container(scored, resolve=True)
+    return scored
 
 
 def _evaluation_data(cfg: DictConfig, saved: DictConfig) -> DictConfig:
