@@ -131,7 +131,7 @@ def help_text() -> str:
     ]
     out += [f"  {mode.value:<12}{MODES.get(mode.value, '')}".rstrip() for mode in config.Mode]
     out += ["", "Examples:"] + ["  " + line for line in EXAMPLES.splitlines()]
-    out += ["", "Config groups (GROUP=OPTION; a task picks its own model and data):"]
+    out += ["", "Config groups (GROUP=OPTION; a task picks its own model, a model its own data):"]
     for group in groups():
         options = group_options(group)
         out.append(f"  {group}: {', '.join(options)}")

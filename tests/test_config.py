@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from attnlab.__main__ import config_dir
@@ -21,7 +22,7 @@ def make(*overrides: str):
 
 def test_defaults_are_translation_rnn_with_the_seed_dot_score():
     cfg = make()
-    assert (cfg.task.name, cfg.model.name, cfg.data.name) == ("translation", "rnn_attn", "tatoeba_deen")
+    assert (cfg.task.name, cfg.model.name, cfg.data.name) == ("translation", "rnn_attn", "tatoeba_deen_long")
     assert cfg.attention.score == "dot"
     check_config(cfg)
 
@@ -29,6 +30,29 @@ def test_defaults_are_translation_rnn_with_the_seed_dot_score():
 def test_task_picks_its_model_and_data():
     cfg = make("task=vision")
     assert (cfg.model.name, cfg.data.name, cfg.attention.score) == ("vit", "digits", "scaled_dot")
+
+
+# each model's own data (conf/model/*.yaml): the translators' chosen on validation (docs/protocol.md)
+OWN_DATA = {"rnn_attn": "tatoeba_deen_long", "transformer": "tatoeba_deen", "vit": "digits"}
+
+
+@pytest.mark.parametrize("task,model", VALID)
+def test_each_model_reads_its_own_data_unless_data_is_given(task, model):
+    cfg = make(f"task={task}", f"model={model}")
+    assert cfg.data.name == OWN_DATA[model] and cfg.data.name in cfg.task.data
+    other = next(d for d in cfg.task.data if d != OWN_DATA[model])
+    assert make(f"task={task}", f"model={model}", f"data={other}").data.name == other
+
+
+@pytest.mark.parametrize("model,data,key,value", [
+    ("rnn_attn", "synthetic", "model.emb_dim", 64),
+    ("transformer", "synthetic", "model.d_model", 64),
+    ("vit", "placed_digits", "model.patch_size", 4),
+])
+def test_data_recipes_still_follow_the_data_a_command_names(model, data, key, value):
+    task = "vision" if model == "vit" else "translation"
+    cfg = make(f"task={task}", f"model={model}", f"data={data}")
+    assert OmegaConf.select(cfg, key) == value
 
 
 @pytest.mark.parametrize("task,model", VALID)
