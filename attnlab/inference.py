@@ -14,8 +14,9 @@
 The checkpoint says its task and model; :func:`load` reads it with
 :func:`attnlab.checkpoint.load_checkpoint` (safe: weights only) and rebuilds the model with the
 task's own loader. Attention comes from the model's math path (what the pictures and the explorer
-show): the Transformer's ``attention_maps`` teacher-forced on the chosen translation, the RNN's
-alpha_t from its decoder steps, the ViT's ``attention_weights``.
+show): the translators' ``attention_weights`` teacher-forced on the chosen translation (the
+Transformer's every layer and head, the RNN's alpha_t as one layer and head), the ViT's
+``attention_weights``.
 """
 
 from __future__ import annotations
@@ -256,13 +257,15 @@ def teacher_forced_attention(model: torch.nn.Module, src: Tensor, src_len: Tenso
     """The attention of one (source, output) pair, as (layers, heads, rows, cols) arrays.
 
     src (1, S) ending in eos, tgt_in (1, T) = bos + output. A model with ``attention_weights``
-    (the models' common protocol; ``attention_maps``, its older name) gives every layer and head
-    of its cross-, encoder and decoder attention; otherwise (the RNN) its decoder is stepped over
-    ``tgt_in`` and each step's alpha_t (1, S) kept: one layer, one head of cross-attention. Raises UserError for a model without attention.
+    (the models' common protocol) gives what that returns: every layer and head of its cross-,
+    encoder and decoder attention (the Transformer), or its one cross-attention as one layer and
+    one head (the RNN); a model without it has its decoder stepped over ``tgt_in`` and each step's
+    alpha_t (1, S) kept. Raises UserError for a model without attention.
     """
-    protocol = getattr(model, "attention_weights", None) or getattr(model, "attention_maps", None)
-    if protocol is not None:
-        maps = protocol(src, src_len, tgt_in)  # kind -> [(1, H, R, C)] per layer ((1, R, C): one head)
+    if hasattr(model, "attention_weights"):
+        maps = model.attention_weights(src, src_len, tgt_in)  # kind -> [(1, H, R, C)] per layer ((1, R, C): one head)
+        if not maps.get("cross"):
+            raise UserError("this model has no attention (attention=none): there are no weights to show")
         return {kind: torch.stack([w[0] if w.dim() == 4 else w[0].unsqueeze(0) for w in layers]).float().cpu().numpy()
                 for kind, layers in maps.items() if layers}
     memory = model.encode(src, src_len)

@@ -134,6 +134,28 @@ def test_attention_weights_protocol_of_the_rnn_matches_its_decoding_steps():
         assert torch.allclose(alpha, cross[:, 0, t], atol=1e-6)
 
 
+TINY_TRANSLATORS = {"rnn_attn": ["model.emb_dim=8", "model.hidden_dim=8", "model.attn_dim=8"],
+                    "transformer": ["model.d_model=8", "model.heads=2", "model.enc_layers=1", "model.dec_layers=2",
+                                    "model.d_ff=8"]}
+
+
+@pytest.mark.parametrize("name", ["rnn_attn", "transformer"])
+def test_layered_attention_says_what_attention_weights_returns(name):
+    from attnlab.models import MODEL_MODULES, build_model
+
+    assert {"rnn_attn", "transformer"} == set(MODEL_MODULES) - {"vit"}  # every translator is covered here
+    torch.manual_seed(0)
+    model = build_model(make(*MODELS[name], *TINY_TRANSLATORS[name]), src_vocab=12, tgt_vocab=12).eval()
+    maps = model.attention_weights(torch.randint(3, 12, (2, 5)), torch.tensor([5, 3]), torch.randint(3, 12, (2, 4)))
+    if model.layered_attention:  # every layer and head of the model's own attentions
+        assert set(maps) == {"encoder", "cross", "decoder"}
+        assert [w.shape for w in maps["cross"]] == [(2, 2, 4, 5)] * 2
+    else:  # the search's one attention, as one layer and one head
+        assert set(maps) == {"cross"} and [w.shape for w in maps["cross"]] == [(2, 1, 4, 5)]
+    assert model.layered_attention == (name == "transformer")
+    assert not hasattr(model, "attention_maps")  # one name for the protocol
+
+
 def test_an_invalid_combination_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     import subprocess
     import sys

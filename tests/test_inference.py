@@ -66,14 +66,14 @@ def test_rnn_attention_is_the_searchs_alpha(tiny_runs):
     np.testing.assert_allclose(att.best.cross.sum(-1), 1.0, atol=1e-5)
 
 
-def test_transformer_attention_is_every_layer_and_head_of_attention_maps(tiny_runs):
+def test_transformer_attention_is_every_layer_and_head_of_attention_weights(tiny_runs):
     tr = attnlab.load(best(tiny_runs, "transformer"))
     att = tr.attention(SENTENCES[1], beam_size=3, n_best=2)
     assert len(att.hypotheses) == 2
     ids, hyps = tr.search(SENTENCES[1], beam_size=3, n_best=2)
     src, src_len = pad_batch([ids], 0, eos=2)
     for h, hyp in zip(att.hypotheses, hyps):
-        maps = tr.model.attention_maps(src, src_len, torch.tensor([[1, *hyp.tokens]]))
+        maps = tr.model.attention_weights(src, src_len, torch.tensor([[1, *hyp.tokens]]))
         np.testing.assert_allclose(h.cross, torch.stack([w[0] for w in maps["cross"]]).numpy(), atol=1e-6)
         np.testing.assert_allclose(h.decoder, torch.stack([w[0] for w in maps["decoder"]]).numpy(), atol=1e-6)
     L, H = tr.cfg.model.dec_layers, tr.cfg.model.heads

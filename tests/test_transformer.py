@@ -100,10 +100,10 @@ def test_reorder_selects_rows_of_every_cache():
     assert torch.allclose(lp, expected, atol=1e-5)
 
 
-def test_attention_maps_shapes_and_masking():
+def test_attention_weights_shapes_and_masking():
     model = small()
     src, lengths, tgt = pair()
-    maps = model.attention_maps(src, lengths, tgt)
+    maps = model.attention_weights(src, lengths, tgt)
     assert len(maps["cross"]) == 2 and len(maps["encoder"]) == 2
     assert maps["cross"][0].shape == (3, 4, 6, 7) and maps["encoder"][0].shape == (3, 4, 7, 7)
     assert torch.all(maps["cross"][1][1, :, :, 4:] == 0) and torch.all(maps["encoder"][0][2, :, :, 2:] == 0)

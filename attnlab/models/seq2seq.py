@@ -36,6 +36,13 @@ class Seq2Seq(nn.Module):
 
     pad_id, bos_id, eos_id = 0, 1, 2
 
+    #: Whether ``attention_weights`` (the models' common protocol) returns attention of the
+    #: model's own layers and heads beyond the one the search uses: ``"encoder"``, ``"cross"``
+    #: and ``"decoder"``, one (B, H, ., .) tensor per layer (the Transformer). False where its
+    #: ``cross`` is the search's one attention as one layer and one head and there is nothing else
+    #: (the RNN). Pictures and the gym draw and score every layer and head only where it is True.
+    layered_attention: bool = False
+
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: src (B, S), src_lengths (B,), tgt_in (B, T) starting with bos ->
         logits (B, T, V) for the next token at each position."""

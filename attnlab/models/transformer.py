@@ -76,6 +76,8 @@ class Transformer(Seq2Seq):
         tie_output: the output projection is the target embedding matrix.
     """
 
+    layered_attention = True  # attention_weights: every layer and head of encoder, cross and decoder
+
     def __init__(
         self,
         src_vocab: int,
@@ -238,8 +240,6 @@ class Transformer(Seq2Seq):
         memory, enc_ws = self._encode(src, src_lengths, need_weights=True)
         _, self_ws, cross_ws = self._decode(tgt_in, memory, self_mask=self._target_mask(tgt_in), need_weights=True)
         return {"encoder": enc_ws, "cross": cross_ws, "decoder": self_ws}
-
-    attention_maps = attention_weights  # the name the translation task's pictures call
 
     def _target_mask(self, tgt_in: Tensor) -> Tensor:
         """(B, T) -> (B, 1, T), True at real target tokens; the layers add the causal mask."""

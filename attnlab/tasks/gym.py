@@ -9,7 +9,7 @@ each test length, and pooled over the test lengths inside the training range (``
   Transformer's last-layer mean of heads), scored by :class:`attnlab.attention.health.HealthMeter`:
   ``alignment_accuracy``, ``alignment_error_rate``, ``entropy``, ``entropy_norm``,
   ``max_weight``, ``eos_share``, ``eos_weight``;
-- for a model with ``attention_maps`` (the Transformer): every layer and head and each layer's
+- for a model with ``layered_attention`` (the Transformer): every layer and head and each layer's
   mean of heads (``alignment_by_head``), and ``best_head``, chosen on the **valid** split and
   scored on test (``best_head_alignment_accuracy``).
 
@@ -85,7 +85,7 @@ def head_alignment(model: Seq2Seq, toks: Any, split: Split, device: torch.device
     for idx, src_ids, tgt_ids in _batches(split, toks):
         src, src_len = pad_batch(src_ids, Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (B, S)
         tgt, _ = pad_batch(tgt_ids, Seq2Seq.pad_id, bos=Seq2Seq.bos_id, eos=Seq2Seq.eos_id)
-        cross = model.attention_maps(src.to(device), src_len.to(device), tgt[:, :-1].to(device))["cross"]
+        cross = model.attention_weights(src.to(device), src_len.to(device), tgt[:, :-1].to(device))["cross"]
         for b, i in enumerate(idx):
             if i in group_of:
                 layers = [w[b, :, : len(tgt_ids[b]) + 1, : int(src_len[b])].cpu() for w in cross]  # each (H, T, S)
@@ -127,7 +127,7 @@ def gym_results(
                                "train_len": [int(v) for v in train_len], "test_lengths": lengths}
     results.pop("examples", None)
     results["in_range_examples"] = len(inside)
-    if hasattr(model, "attention_maps") and weights is not None:
+    if model.layered_attention and weights is not None:
         results.update(_per_head(model, toks, test, inside, by_length, groups, device, valid))
     _log_table(results)
     return results

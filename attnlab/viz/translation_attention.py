@@ -31,7 +31,7 @@ def draw_attention(
     """Heatmaps of the attention of the chosen translations of ``sentences``: ``test_NNN.png``
     (the attention that the search used: the RNN's, or the Transformer's last cross-attention
     averaged over heads) and, for the first ``layer_grids`` sentences and a model with
-    ``attention_maps`` (the Transformer), grids of every layer and head: ``test_NNN_cross.png``,
+    ``layered_attention`` (the Transformer), grids of every layer and head: ``test_NNN_cross.png``,
     ``test_NNN_encoder.png``, ``test_NNN_decoder.png``. The raw weights of every sentence go to
     ``test_NNN.npz`` beside them (see :func:`save_weights`)."""
     hyps = translate_sentences(model, toks, sentences, cfg, device, need_weights=True)
@@ -45,7 +45,7 @@ def draw_attention(
         tgt = [toks.tgt.id_to_piece(i) for i in hyp.tokens] + [EOS_PIECE]
         title = f"{sentence}\n-> {toks.tgt.decode(hyp.tokens)}"
         paths.append(plot_attention(hyp.attention, src, tgt, folder / f"test_{n:03d}.png", title))
-        maps = _every_layer(model, src_ids, hyp.tokens, device) if hasattr(model, "attention_maps") else {}
+        maps = _every_layer(model, src_ids, hyp.tokens, device) if model.layered_attention else {}
         save_weights(folder / f"test_{n:03d}.npz", src, tgt, hyp.attention, maps)
         if n < layer_grids and maps:
             paths += _draw_every_layer(maps, src, tgt, title, folder / f"test_{n:03d}")
@@ -65,16 +65,16 @@ def save_weights(path: Path, src: list[str], tgt: list[str], search: Tensor, map
     return path
 
 
-# The axes of each kind of map of Transformer.attention_maps: (rows, columns).
+# The axes of each kind of map of Transformer.attention_weights: (rows, columns).
 _MAP_AXES = {"cross": ("output", "source"), "encoder": ("source", "source"), "decoder": ("output", "output so far")}
 
 
 def _every_layer(model: Seq2Seq, src_ids: list[int], out_ids: list[int], device: torch.device) -> dict[str, list[Tensor]]:
-    """The model's ``attention_maps`` teacher-forced on its own translation (row t of a decoder
+    """The model's ``attention_weights`` teacher-forced on its own translation (row t of a decoder
     map is the step that predicts output token t): kind -> one (1, H, R, C) tensor per layer."""
     src_t, src_len = pad_batch([src_ids], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (1, S), ending in eos
     tgt_in = torch.tensor([[Seq2Seq.bos_id, *out_ids]])  # (1, T): bos + the translation
-    return model.attention_maps(src_t.to(device), src_len.to(device), tgt_in.to(device))
+    return model.attention_weights(src_t.to(device), src_len.to(device), tgt_in.to(device))
 
 
 def _draw_every_layer(
