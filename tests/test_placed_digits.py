@@ -85,3 +85,25 @@ def test_tiny_vision_run_scores_every_map(tmp_path):
     assert all(0 <= v <= 1 for v in results["deletion_auc"].values())
     assert results["pointing_best"] not in ("random", "ink")
     assert results["pointing_best_score"] == results["pointing_game"][results["pointing_best"]]
+
+
+def test_map_scores_run_the_intact_images_once_per_batch_and_every_curve_starts_there(monkeypatch):
+    from attnlab.models.vit import ViT
+    from attnlab.tasks import gym_vision
+
+    data = load_images(OmegaConf.structured(PlacedDigitsConfig(canvas=16, copies=1, clutter=2)))
+    test = data.test.subset(list(range(gym_vision.BATCH + 5)))  # two batches
+    torch.manual_seed(0)
+    vit = ViT(num_classes=len(data.classes), channels=data.channels, image_size=(16, 16), patch_size=4, dim=16,
+              depth=2, heads=2, mean=data.mean, std=data.std).eval()
+    images, sizes, labels = test.batch(torch.arange(6))
+    order = torch.stack([torch.randperm(16) for _ in range(6)])  # (B, N)
+    full = gym_vision.deletion_curves(vit, images, sizes, labels, order, (4, 4), 4)
+    intact = gym_vision.true_class_probability(vit, images, sizes, labels)
+    assert torch.equal(full[:, 0], intact)
+    assert torch.equal(gym_vision.deletion_curves(vit, images, sizes, labels, order, (4, 4), 4, intact=intact), full)
+    forwards = []
+    monkeypatch.setattr(vit, "forward", lambda *args, _f=vit.forward: forwards.append(1) or _f(*args))
+    scores = gym_vision.map_scores(vit, test, torch.device("cpu"))
+    maps = len(scores["deletion_auc"])
+    assert len(forwards) == 2 * (1 + maps * gym_vision.DELETION_STEPS)  # per batch: the intact images once

@@ -183,3 +183,49 @@ def test_tiny_run_without_attention_scores_outputs_only(tmp_path):
     results = api.run([*TINY, "attention=none", *TINY_MODELS["rnn_attn"]], tmp_path / "none")
     assert "exact_match" in results and "alignment_accuracy" not in results
     assert "exact_match" in results["by_length"]["8"]
+
+
+@pytest.mark.parametrize("model", ["rnn_attn", "transformer"])
+def test_the_gym_teacher_forces_each_split_once_and_its_weights_are_the_search_steps(model, monkeypatch):
+    import math
+
+    import torch
+
+    from attnlab.data.pairs import Tokenizers
+    from attnlab.data.batching import pad_batch
+    from attnlab.models import build_model
+    from attnlab.models.seq2seq import Seq2Seq
+    from attnlab.tasks import gym
+
+    overrides = [o for o in TINY if not o.startswith(("data.valid_size", "data.test_size"))]
+    cfg = make(*overrides, "data.valid_size=70", "data.test_size=40", "data.kind=copy", *TINY_MODELS[model])
+    data = load_corpus(cfg.data)
+    toks = Tokenizers.train(data.train, cfg, data.symbols)
+    torch.manual_seed(0)
+    net = build_model(cfg, src_vocab=toks.src.vocab_size, tgt_vocab=toks.tgt.vocab_size, shared_vocab=toks.shared).eval()
+    calls = {"attention_weights": 0, "step": 0}
+    for name in calls:
+        def counted(*args, _inner=getattr(net, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _inner(*args, **kwargs)
+        monkeypatch.setattr(net, name, counted)
+    test, valid = data.test, data.valid
+    hyps = [r[0] for r in test.references]
+    results = gym.gym_results(net, toks, test, hyps, cfg.data.train_len, torch.device("cpu"), valid)
+    # one teacher-forced pass over test (both attention scores) and, for the best head, one over valid
+    passes = math.ceil(len(test) / gym.BATCH) + (math.ceil(len(valid) / gym.BATCH) if net.layered_attention else 0)
+    assert calls == {"attention_weights": passes, "step": 0} and len(test) > gym.BATCH
+    assert ("best_head" in results) == net.layered_attention and results["exact_match"] == 1.0
+    # the flat scores are those of the weights the search's steps compute (the slow reference path)
+    monkeypatch.undo()
+    weights, _ = gym.teacher_forced_attention(net, toks, test, torch.device("cpu"))
+    for i in (0, len(test) - 1):
+        src, src_len = pad_batch([toks.src.encode(test.sources[i])], Seq2Seq.pad_id, eos=Seq2Seq.eos_id)
+        ref = toks.tgt.encode(test.references[i][0])
+        memory = net.encode(src, src_len)
+        state, rows = net.init_state(memory), []
+        with torch.no_grad():
+            for token in [Seq2Seq.bos_id, *ref]:
+                _, state, w = net.step(torch.tensor([token]), state, memory, need_weights=True)
+                rows.append(w[0])
+        torch.testing.assert_close(weights[i], torch.stack(rows), rtol=0, atol=1e-6)

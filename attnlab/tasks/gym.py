@@ -13,6 +13,9 @@ each test length, and pooled over the test lengths inside the training range (``
   mean of heads (``alignment_by_head``), and ``best_head``, chosen on the **valid** split and
   scored on test (``best_head_alignment_accuracy``).
 
+One teacher-forced pass over the test split (:func:`teacher_forced_attention`) feeds both
+attention scores; the valid split gets its own pass only to choose the best head.
+
 results.json gets the pooled numbers at the top level and ``by_length`` (``{"16": {...}}``).
 """
 
@@ -48,50 +51,44 @@ def _batches(split: Split, toks: Any) -> list[tuple[list[int], list[list[int]], 
 
 
 @torch.no_grad()
-def teacher_forced_attention(model: Seq2Seq, toks: Any, split: Split, device: torch.device) -> list[Tensor] | None:
-    """Per sentence the weights (|y| + 1, S) over its S source tokens (eos included) of the
-    attention the search uses, teacher-forced on the reference y; None for a model without one."""
-    model.eval()
-    out: list[Tensor] = [torch.empty(0)] * len(split)
-    for idx, src_ids, tgt_ids in _batches(split, toks):
-        src, src_len = pad_batch(src_ids, Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (B, S)
-        tgt, _ = pad_batch(tgt_ids, Seq2Seq.pad_id, bos=Seq2Seq.bos_id, eos=Seq2Seq.eos_id)  # (B, T+1)
-        memory = model.encode(src.to(device), src_len.to(device))
-        state = model.init_state(memory)
-        rows = []
-        for t in range(tgt.shape[1] - 1):  # feed bos y_1 .. y_T: one row per output token and eos
-            _, state, w = model.step(tgt[:, t].to(device), state, memory, need_weights=True)
-            if w is None:
-                return None
-            rows.append(w.float().cpu())
-        weights = torch.stack(rows, dim=1)  # (B, T, S)
-        for b, i in enumerate(idx):
-            out[i] = weights[b, : len(tgt_ids[b]) + 1, : int(src_len[b])]
-    return out
+def teacher_forced_attention(
+    model: Seq2Seq, toks: Any, split: Split, device: torch.device, groups: dict[int, list[int]] | None = None,
+) -> tuple[list[Tensor] | None, dict[int, HeadAlignment]]:
+    """One teacher-forced pass over ``split`` (each source with its reference y) through the models'
+    common protocol ``attention_weights``, which feeds both of the gym's attention scores:
 
-
-@torch.no_grad()
-def head_alignment(model: Seq2Seq, toks: Any, split: Split, device: torch.device,
-                   groups: dict[int, list[int]] | None = None) -> dict[int, HeadAlignment]:
-    """:class:`HeadAlignment` of the cross-attention of every layer and head (teacher-forced on
-    the references), one per group of sentence indices (default: one group, key 0)."""
-    groups = groups or {0: list(range(len(split)))}
+    - per sentence the weights (|y| + 1, S) over its S source tokens (eos included) of the
+      attention the search uses: the last layer's mean of heads (the RNN: its one attention, the
+      same weights as its decoder steps; the Transformer: those of its cached steps, up to float
+      rounding); None for a model without attention;
+    - for a model with ``layered_attention``, a :class:`HeadAlignment` of every layer and head of
+      the cross-attention for each group of sentence indices in ``groups`` (e.g. one per test
+      length); empty meters for other models or without ``groups``.
+    """
+    groups = groups if groups is not None and model.layered_attention else {}
     group_of: dict[int, list[int]] = {}
     for g, members in groups.items():
         for i in members:
             group_of.setdefault(i, []).append(g)
     meters = {g: HeadAlignment() for g in groups}
     model.eval()
+    out: list[Tensor] = [torch.empty(0)] * len(split)
     for idx, src_ids, tgt_ids in _batches(split, toks):
         src, src_len = pad_batch(src_ids, Seq2Seq.pad_id, eos=Seq2Seq.eos_id)  # (B, S)
-        tgt, _ = pad_batch(tgt_ids, Seq2Seq.pad_id, bos=Seq2Seq.bos_id, eos=Seq2Seq.eos_id)
-        cross = model.attention_weights(src.to(device), src_len.to(device), tgt[:, :-1].to(device))["cross"]
+        tgt, _ = pad_batch(tgt_ids, Seq2Seq.pad_id, bos=Seq2Seq.bos_id, eos=Seq2Seq.eos_id)  # (B, T+1)
+        # feed bos y_1 .. y_T: one row per output token and eos
+        cross = model.attention_weights(src.to(device), src_len.to(device), tgt[:, :-1].to(device)).get("cross")
+        if not cross:
+            return None, meters
+        weights = cross[-1].mean(dim=1).float().cpu()  # (B, H, T, S) -> (B, T, S)
         for b, i in enumerate(idx):
+            rows, keys = len(tgt_ids[b]) + 1, int(src_len[b])
+            out[i] = weights[b, :rows, :keys]
             if i in group_of:
-                layers = [w[b, :, : len(tgt_ids[b]) + 1, : int(src_len[b])].cpu() for w in cross]  # each (H, T, S)
+                layers = [w[b, :, :rows, :keys].cpu() for w in cross]  # each (H, T, S)
                 for g in group_of[i]:
                     meters[g].add(layers, torch.tensor(split.alignments[i]))
-    return meters
+    return out, meters
 
 
 def in_training_range(length: int, train_len: Sequence[int]) -> bool:
@@ -107,7 +104,8 @@ def gym_results(
     lengths = sorted(set(test.lengths))
     groups = {n: [i for i, m in enumerate(test.lengths) if m == n] for n in lengths}
     inside = [i for i, m in enumerate(test.lengths) if in_training_range(m, train_len)]
-    weights = teacher_forced_attention(model, toks, test, device)
+    # one pass: the attention the search uses, and every head per test length and over `inside` (-1)
+    weights, meters = teacher_forced_attention(model, toks, test, device, {-1: inside, **groups} if inside else groups)
 
     def scores(members: list[int]) -> dict[str, Any]:
         refs = [test.references[i][0] for i in members]
@@ -128,17 +126,19 @@ def gym_results(
     results.pop("examples", None)
     results["in_range_examples"] = len(inside)
     if model.layered_attention and weights is not None:
-        results.update(_per_head(model, toks, test, inside, by_length, groups, device, valid))
+        results.update(_per_head(model, toks, meters, inside, by_length, groups, device, valid))
     _log_table(results)
     return results
 
 
-def _per_head(model: Seq2Seq, toks: Any, test: Split, inside: list[int], by_length: dict[str, Any],
+def _per_head(model: Seq2Seq, toks: Any, meters: dict[int, HeadAlignment], inside: list[int], by_length: dict[str, Any],
               groups: dict[int, list[int]], device: torch.device, valid: Split | None) -> dict[str, Any]:
-    """Every layer and head on the in-range test lengths; the best head chosen on valid, if given."""
-    meters = head_alignment(model, toks, test, device, {-1: inside, **groups} if inside else groups)
+    """Every layer and head on the in-range test lengths (``meters`` of the test pass: -1 = the
+    in-range sentences, n = length n); the best head chosen on valid, if given."""
     by_head = meters[-1].accuracy() if inside else {}
-    chooser = head_alignment(model, toks, valid, device)[0].accuracy() if valid is not None and valid.alignments else by_head
+    chooser = by_head
+    if valid is not None and valid.alignments:
+        chooser = teacher_forced_attention(model, toks, valid, device, {0: list(range(len(valid)))})[1][0].accuracy()
     chosen = best_head(chooser)
     out: dict[str, Any] = {"alignment_by_head": by_head}
     if chosen:

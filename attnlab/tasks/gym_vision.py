@@ -85,26 +85,35 @@ def patch_ink(images: Tensor, grid: tuple[int, int], patch: int) -> Tensor:
 
 
 @torch.no_grad()
+def true_class_probability(model: nn.Module, images: Tensor, sizes: Tensor, labels: Tensor) -> Tensor:
+    """(B,): the probability the model gives each image's true class."""
+    probs = model(images, sizes).float().softmax(-1)  # (B, classes)
+    return probs.gather(1, labels[:, None]).squeeze(1)
+
+
+@torch.no_grad()
 def deletion_curves(model: nn.Module, images: Tensor, sizes: Tensor, labels: Tensor, order: Tensor,
-                    grid: tuple[int, int], patch: int, steps: int = DELETION_STEPS) -> Tensor:
+                    grid: tuple[int, int], patch: int, steps: int = DELETION_STEPS,
+                    intact: Tensor | None = None) -> Tensor:
     """(B, steps + 1): the true class's probability with the first k/steps of ``order``'s patches
-    blacked out (k = 0 .. steps)."""
+    blacked out (k = 0 .. steps). ``intact``: the k = 0 column (nothing blacked out, whatever the
+    order: :func:`true_class_probability`), when the caller scores several orders of one batch."""
     b, n = order.shape
     rows, cols = grid
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(n).expand(b, n))  # (B, N): when each patch goes
-    out = []
-    for k in range(steps + 1):
+    out = [] if intact is None else [intact]
+    for k in range(len(out), steps + 1):
         gone = (rank < round(k * n / steps)).view(b, 1, rows, cols).float()  # (B, 1, rows, cols)
         pixels = gone.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., : images.shape[2], : images.shape[3]]
-        probs = model(images * (1 - pixels), sizes).float().softmax(-1)  # (B, classes)
-        out.append(probs.gather(1, labels[:, None]).squeeze(1))
+        out.append(true_class_probability(model, images * (1 - pixels), sizes, labels))
     return torch.stack(out, dim=1)
 
 
 def map_scores(model: nn.Module, test: ImageSet, device: torch.device, seed: int = 0) -> dict[str, Any]:
     """``pointing_game`` and ``deletion_auc`` per map over the test set, and the best map's name."""
     assert test.boxes is not None
+    model.eval()
     generator = torch.Generator().manual_seed(seed)
     hits: dict[str, list[Tensor]] = {}
     aucs: dict[str, list[Tensor]] = {}
@@ -114,11 +123,13 @@ def map_scores(model: nn.Module, test: ImageSet, device: torch.device, seed: int
         images, sizes, labels = images.to(device), sizes.to(device), labels.to(device)
         layout = model.layout(images, sizes)
         inside = patches_inside(test.boxes[idx], tuple(layout.grid), model.patch_size).to(device)  # (B, N)
+        intact = true_class_probability(model, images, sizes, labels)  # every map's curve starts here
         for name, m in attention_maps(model, images, sizes, labels, generator).items():
             m = m.to(device)
             hits.setdefault(name, []).append(pointing_hits(m, inside).float().cpu())
             order = deletion_order(m, layout.real)
-            curve = deletion_curves(model, images, sizes, labels, order, tuple(layout.grid), model.patch_size)
+            curve = deletion_curves(model, images, sizes, labels, order, tuple(layout.grid), model.patch_size,
+                                    intact=intact)
             aucs.setdefault(name, []).append(curve_auc(curve).cpu())
     pointing = {k: float(torch.cat(v).mean()) for k, v in hits.items()}
     deletion = {k: float(torch.cat(v).mean()) for k, v in aucs.items()}
