@@ -51,7 +51,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", image_size: Seque
     (default: the training images' size, which keeps the attention matrices small).
     """
     path = Path(path).expanduser()
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path)  # read once: its config says the task, its weights rebuild the model
     saved = OmegaConf.create(payload.get("config") or {})
     task = OmegaConf.select(saved, "task.name")
     device = torch.device(device)
@@ -59,12 +59,12 @@ def load(path: str | Path, device: str | torch.device = "cpu", image_size: Seque
     if task == "translation":
         from attnlab.tasks.translation import load_for_inference
 
-        cfg, model, toks = load_for_inference(saved, device)
+        cfg, model, toks = load_for_inference(saved, device, payload)
         return Translator(cfg, model, toks, device, path)
     if task == "vision":
         from attnlab.tasks.vision import load_model
 
-        model, extra, cfg = load_model(saved, path, device)
+        model, extra, cfg = load_model(saved, path, device, payload)
         return Classifier(cfg, model, extra, device, path, image_size)
     raise UserError(f"checkpoint {path} is for task '{task}', which attnlab.load does not know (translation, vision)")
 

@@ -32,11 +32,23 @@ def test_load_gives_the_checkpoints_kind_of_model(tiny_runs, name, kind):
     assert name in model.label
 
 
+@pytest.mark.parametrize("name", ["rnn_attn", "transformer", "vit"])
+def test_load_reads_the_checkpoint_once(tiny_runs, name, monkeypatch):
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: reads.append(kwargs) or real_load(*args, **kwargs))
+    model = attnlab.load(best(tiny_runs, name))
+    assert len(reads) == 1 and reads[0]["weights_only"] is True  # config and weights from one safe read
+    assert model.cfg.model.name == name
+
+
 def test_load_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     bad = tmp_path / "x.pt"
     bad.write_text("not a checkpoint")
     with pytest.raises(UserError, match="cannot be read"):
         attnlab.load(bad)
+    with pytest.raises(UserError, match="does not exist"):
+        attnlab.load(tmp_path / "missing.pt")
 
 
 @pytest.mark.parametrize("name", ["rnn_attn", "transformer"])

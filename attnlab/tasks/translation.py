@@ -177,10 +177,15 @@ def test_results(
 DATA_FROM_COMMAND_LINE = ("test_split", "max_eval_sentences", "cache_dir", "path")
 
 
-def load_for_inference(cfg: DictConfig, device: torch.device) -> tuple[DictConfig, Seq2Seq, Tokenizers]:
-    """The run config, model and tokenizers of ``cfg.checkpoint`` (refuses other tasks/models)."""
+def load_for_inference(
+    cfg: DictConfig, device: torch.device, payload: dict[str, Any] | None = None
+) -> tuple[DictConfig, Seq2Seq, Tokenizers]:
+    """The run config, model and tokenizers of ``cfg.checkpoint`` (refuses other tasks/models).
+    ``payload``: the checkpoint as :func:`~attnlab.checkpoint.load_checkpoint` read it, when the
+    caller has read it already (the file is then not read again)."""
     path = Path(cfg.checkpoint).expanduser()
-    payload = load_checkpoint(path, map_location=device)
+    if payload is None:
+        payload = load_checkpoint(path, map_location=device)
     check_compatible(payload, path, task=cfg.task.name, model=cfg.model.name)
     saved = OmegaConf.create(payload["config"])
     for key in ("mode", "decode", "viz", "checkpoint", "input", "output", "device"):

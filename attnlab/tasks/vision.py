@@ -256,9 +256,14 @@ def attention_pictures(
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def load_model(cfg: DictConfig, path: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any], DictConfig]:
-    """Rebuild a trained ViT from its checkpoint: (model in eval mode, extra facts, saved config)."""
-    payload = load_checkpoint(path)
+def load_model(
+    cfg: DictConfig, path: str | Path, device: torch.device, payload: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, Any], DictConfig]:
+    """Rebuild a trained ViT from its checkpoint: (model in eval mode, extra facts, saved config).
+    ``payload``: the checkpoint as :func:`~attnlab.checkpoint.load_checkpoint` read it, when the
+    caller has read it already (the file is then not read again)."""
+    if payload is None:
+        payload = load_checkpoint(path)
     check_compatible(payload, path, task="vision", model=str(cfg.model.name))
     extra = payload.get("extra") or {}
     missing = [k for k in ("classes", "channels", "image_size", "mean", "std") if k not in extra]
