@@ -263,3 +263,41 @@ def test_decoding_health_is_the_searchs_own_weights_at_every_layer_and_head(mode
     for key in HEALTH_KEYS:
         assert last[key] == pytest.approx(searched[key], rel=1e-5, abs=1e-6), key
         assert 0 <= last[key] <= (math.log(max(len(s) for s in SOURCES) + 1) if key == "entropy" else 1)
+
+
+class CountingTokenizer:
+    """Whitespace-separated ids as text; counts what it is asked to tokenize."""
+
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
+    def encode(self, text: str) -> list[int]:
+        self.encoded.append(text)
+        return [int(t) for t in text.split()]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        self.encoded += texts
+        return [[int(t) for t in text.split()] for text in texts]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(map(str, ids))
+
+
+@pytest.mark.parametrize("model", [random_rnn(), random_transformer()], ids=["rnn", "transformer"])
+def test_score_split_tokenizes_each_source_once_and_feeds_the_search_and_its_health(model):
+    from attnlab.data.pairs import Tokenizers
+    from attnlab.data.text import Split
+    from attnlab.decode.translate import score_split, translate_sentences
+
+    tok = CountingTokenizer()
+    toks = Tokenizers(tok, tok)
+    texts = [" ".join(map(str, ids)) for ids in SOURCES]
+    split = Split(texts, [[t] for t in texts])
+    cfg = DecodeConfig(beam_size=3, batch_size=2)
+    scores, hyps = score_split(model, toks, split, cfg, torch.device("cpu"), health=True)
+    assert tok.encoded == texts  # once each: the search and the health pass share the ids
+    found = translate_sentences(model, toks, texts, cfg, torch.device("cpu"), need_weights=True)
+    assert hyps == [tok.decode(h.tokens) for h in found]
+    want = decoding_health(model, SOURCES, found, batch_size=2, device=torch.device("cpu"))["layers"]
+    assert scores["attention_health"]["layers"] == want
+    assert scores["attention_health"]["entropy"] == attention_health([h.attention for h in found])["entropy"]

@@ -29,9 +29,16 @@ def translate_sentences(
 ) -> list[Hypothesis]:
     """Translate ``sentences`` in batches of ``cfg.batch_size`` sorted by length (less padding);
     the result is in input order. With ``cfg.sampling`` each translation is a seeded sample."""
+    return translate_ids(model, toks.src.encode_batch(list(sentences)), cfg, device, need_weights)
+
+
+def translate_ids(
+    model: Seq2Seq, src_ids: list[list[int]], cfg: DecodeConfig, device: torch.device, need_weights: bool = False
+) -> list[Hypothesis]:
+    """:func:`translate_sentences` of sources tokenized already (ids without ``</s>``)."""
     model.eval()
     generator = sampling_generator(cfg, device)
-    return _by_length(toks.src.encode_batch(list(sentences)), cfg.batch_size, device,
+    return _by_length(src_ids, cfg.batch_size, device,
                       lambda src, n: translate_batch(model, src, n, cfg, need_weights, generator))
 
 
@@ -111,13 +118,14 @@ def score_split(
     one head). Asking the search for weights keeps it off the fused kernel, so validation during
     training does without it."""
     start = time.perf_counter()
-    found = translate_sentences(model, toks, split.sources, cfg, device, need_weights=health)
+    src_ids = toks.src.encode_batch(list(split.sources))  # once: the search and decoding_health read them
+    found = translate_ids(model, src_ids, cfg, device, need_weights=health)
     seconds = time.perf_counter() - start
     hyps = [toks.tgt.decode(h.tokens) for h in found]
     scores = corpus_scores(hyps, split.references).as_dict()
     summary: dict[str, Any] = attention_health([h.attention for h in found if h.attention is not None])
     if summary:
-        layers = decoding_health(model, toks.src.encode_batch(list(split.sources)), found, cfg.batch_size, device)
+        layers = decoding_health(model, src_ids, found, cfg.batch_size, device)
         summary.update({"layers": layers["layers"]} if layers else {})
     extra = {"attention_health": summary} if summary else {}
     return {**scores, **extra, "decode_seconds": seconds, "sentences_per_s": len(hyps) / max(seconds, 1e-9)}, hyps
