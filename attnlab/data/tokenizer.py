@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -130,7 +131,9 @@ def train_tokenizer(
 
     Deterministic for the same sentences, ``seed`` and ``num_threads`` (the thread count changes
     how the statistics are summed, hence the fixed default rather than the machine's core count).
-    Corpora larger than ``max_sentences`` are subsampled by SentencePiece. The vocabulary size is
+    Corpora larger than ``max_sentences`` are subsampled here, by ``random.Random(seed)``:
+    SentencePiece's own sampling (``input_sentence_size``) draws a different sample in every
+    process whatever the seed, so the same run twice would get two vocabularies. The vocabulary size is
     a soft limit: a corpus too small for ``vocab_size`` gets a smaller vocabulary, and a request
     below the minimum (4 specials + 256 bytes + the characters) is raised to that minimum.
     """
@@ -141,6 +144,8 @@ def train_tokenizer(
     sentences = [s for s in sentences if s.strip()]
     if not sentences:
         raise UserError("cannot train a tokenizer: the training sentences are all empty")
+    if len(sentences) > max_sentences:
+        sentences = random.Random(seed).sample(sentences, max_sentences)
     options = dict(
         model_type=model_type,
         pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID, unk_id=UNK_ID,
@@ -148,8 +153,6 @@ def train_tokenizer(
         character_coverage=0.9995,  # rare characters (any script) fall back to bytes
         normalization_rule_name="identity",
         hard_vocab_limit=False,
-        input_sentence_size=max_sentences,
-        shuffle_input_sentence=True,
         num_threads=num_threads,
         minloglevel=2,
     )
