@@ -19,9 +19,10 @@ def test_run_cached_reuses_a_finished_run_and_retrains_when_the_config_changes(t
     assert api.run_cached("vit", TINY_VISION, tmp_path) == first and len(calls) == 1  # reused
 
     # keyed by the composed config, not the override text: naming a default changes nothing...
-    assert api.run_cached("vit", [*TINY_VISION, "model.mlp_ratio=2.0"], tmp_path) == first and len(calls) == 1
+    named = f"model.mlp_ratio={api.compose_config(TINY_VISION).model.mlp_ratio}"  # the recipe's own value
+    assert api.run_cached("vit", [*TINY_VISION, named], tmp_path) == first and len(calls) == 1
     # ...while any changed value, from the command line or a recipe, trains anew
-    changed = api.run_cached("vit", [*TINY_VISION, "model.mlp_ratio=3.0"], tmp_path)
+    changed = api.run_cached("vit", [*TINY_VISION, "model.mlp_ratio=3.5"], tmp_path)
     assert changed != first and len(calls) == 2
 
     # a change of the code (here: a different source digest) trains anew too
