@@ -58,7 +58,7 @@ import yaml
 
 from attnlab import significance
 from attnlab.attention.health import cls_sink, collapsed
-from attnlab.runlog import read_metrics
+from attnlab.runlog import TIME_CAP_STOP, read_metrics
 from attnlab.errors import UserError
 
 # The metrics reported by default, per task (the first one sorts the table and is plotted).
@@ -544,7 +544,7 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
             notes.append(f"{row.task} / {row.variant}: seed {', '.join(repeated)} appears in several runs")
         if len(row.num_params) > 1:
             notes.append(f"{row.task} / {row.variant}: the runs have different parameter counts")
-        capped = [str(r.seed) for r in row.complete_runs if "time cap" in str(r.results.get("stop_reason", ""))]
+        capped = [str(r.seed) for r in row.complete_runs if str(r.results.get("stop_reason", "")).startswith(TIME_CAP_STOP)]
         if capped:
             notes.append(f"{row.task} / {row.variant}: seed {', '.join(capped)} stopped on the time cap "
                          "(trainer.max_minutes) before its step budget; rerun it with trainer.max_minutes=0")

@@ -25,6 +25,11 @@ from attnlab import __version__, distributed, progress
 from attnlab.attention.factory import spec_label
 
 
+# How results.json's ``stop_reason`` starts when ``trainer.max_minutes`` ended a run (the trainer
+# writes it; the report flags such runs, cut short of their step budget).
+TIME_CAP_STOP = "time cap"
+
+
 class MetricsLog:
     """Appends one JSON object per line to ``metrics.jsonl`` (flushed, so a crash keeps it)."""
 

@@ -48,7 +48,7 @@ from attnlab import distributed
 from attnlab.checkpoint import average_checkpoints, load_checkpoint, load_state, save_checkpoint
 from attnlab.config import TrainerConfig
 from attnlab.errors import TrainingInterrupted, UserError
-from attnlab.runlog import MetricsLog, TensorBoardLog
+from attnlab.runlog import TIME_CAP_STOP, MetricsLog, TensorBoardLog
 
 log = logging.getLogger("attnlab.train")
 
@@ -292,7 +292,7 @@ class Trainer:
                 if out_of_steps:
                     st.finished, st.stop_reason = True, f"{cfg.max_steps} steps done"
                 elif out_of_time:
-                    st.finished, st.stop_reason = True, f"time cap of {cfg.max_minutes} min reached"
+                    st.finished, st.stop_reason = True, f"{TIME_CAP_STOP} of {cfg.max_minutes} min reached"
                 elif cfg.patience and st.stale >= cfg.patience:
                     st.finished, st.stop_reason = True, f"no improvement in {cfg.patience} validations"
                 elif st.epoch >= cfg.epochs:
