@@ -154,6 +154,8 @@ class SyntheticDataConfig(TextDataConfig):
 class AugmentConfig:
     shift: int = 0  # random translation by up to this many pixels (zero fill)
     hflip: bool = False  # random horizontal flips (not for digits)
+    rotate: float = 0.0  # random rotation by up to this many degrees (bilinear, zero fill)
+    scale: float = 0.0  # random zoom by a factor in [1 - scale, 1 + scale] (bilinear, zero fill)
 
 
 @dataclass

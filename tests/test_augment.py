@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnlab.config import AugmentConfig
-from attnlab.data.augment import Augment
+from attnlab.data.augment import Augment, warp
 from attnlab.data.images import collate
 from attnlab.errors import UserError
 
@@ -96,3 +98,80 @@ def test_fast_on_digit_sized_batches():
     for _ in range(100):
         augment(x, sizes, g)
     assert (time.perf_counter() - start) / 100 < 0.01  # about 0.4 ms here; well under a training step
+
+
+# --- rotations and zooms (bilinear)
+
+
+def affine_reference(img: torch.Tensor, dy: float, dx: float, flip: bool, angle: float, zoom: float) -> torch.Tensor:
+    """Reference for one full-size (C, H, W) image: the forward map as one 3x3 matrix in pixel
+    coordinates (row, col, 1), inverted numerically, sampled with torch's grid_sample."""
+    c, h, w = img.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+
+    def m(rows: list[list[float]]) -> torch.Tensor:
+        return torch.tensor(rows, dtype=torch.float64)
+
+    mirror = m([[1, 0, 0], [0, -1 if flip else 1, (w - 1) if flip else 0], [0, 0, 1]])
+    centre, back = m([[1, 0, -cy], [0, 1, -cx], [0, 0, 1]]), m([[1, 0, cy], [0, 1, cx], [0, 0, 1]])
+    cos, sin = math.cos(angle), math.sin(angle)
+    turn = m([[zoom * cos, -zoom * sin, 0], [zoom * sin, zoom * cos, 0], [0, 0, 1]])  # counter-clockwise on screen
+    move = m([[1, 0, dy], [0, 1, dx], [0, 0, 1]])
+    inverse = torch.linalg.inv(move @ back @ turn @ centre @ mirror)
+    rr, cc = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    src = inverse @ torch.stack([rr.flatten(), cc.flatten(), torch.ones(h * w, dtype=torch.float64)])  # (3, H*W)
+    grid = torch.stack([src[1] / (w - 1) * 2 - 1, src[0] / (h - 1) * 2 - 1], -1).reshape(1, h, w, 2)
+    return F.grid_sample(img[None].double(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0].float()
+
+
+def test_bad_rotation_or_zoom_is_a_user_error():
+    with pytest.raises(UserError, match="rotate"):
+        Augment(rotate=-5)
+    with pytest.raises(UserError, match="scale"):
+        Augment(scale=1.0)
+    augment = Augment.from_config(AugmentConfig(rotate=10, scale=0.1))
+    assert augment.enabled and augment.affine and not Augment(shift=1).affine
+
+
+def test_warp_without_rotation_or_zoom_is_the_whole_pixel_path():
+    images = [torch.rand(2, 5, 7) + 0.1, torch.rand(2, 7, 3) + 0.1, torch.rand(2, 6, 6) + 0.1]
+    batch, sizes = collate(images)
+    g = gen(5)
+    dy, dx = torch.randint(-2, 3, (2, 3), generator=g)
+    flip = torch.tensor([True, False, True])
+    fast = Augment._move(batch, sizes, dy, dx, flip)
+    slow = warp(batch, sizes, dy, dx, flip, torch.zeros(3), torch.ones(3))
+    assert torch.equal(fast, slow)
+
+
+def test_warp_by_a_quarter_turn_is_rot90():
+    x = torch.rand(3, 1, 6, 6)
+    zeros = torch.zeros(3)
+    out = warp(x, full_sizes(x), zeros, zeros, torch.zeros(3, dtype=torch.bool), torch.full((3,), math.pi / 2), torch.ones(3))
+    assert torch.allclose(out, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_warp_matches_the_matrix_reference(flip):
+    g = gen(11)
+    x = torch.rand(6, 2, 8, 9)
+    dy, dx = torch.randint(-1, 2, (2, 6), generator=g)
+    angle = (torch.rand(6, generator=g) * 2 - 1) * 0.6
+    zoom = 0.8 + 0.4 * torch.rand(6, generator=g)
+    flips = torch.full((6,), flip)
+    out = warp(x, full_sizes(x), dy, dx, flips, angle, zoom)
+    for i in range(6):
+        ref = affine_reference(x[i], float(dy[i]), float(dx[i]), flip, float(angle[i]), float(zoom[i]))
+        assert torch.allclose(out[i], ref, atol=1e-5)
+
+
+def test_rotations_are_seeded_differ_per_image_and_keep_padding():
+    augment = Augment(shift=1, rotate=15, scale=0.1)
+    images = [torch.rand(1, 8, 8) + 0.1, torch.rand(1, 5, 7) + 0.1] * 4
+    batch, sizes = collate(images)
+    a, b = augment(batch, sizes, gen(2)), augment(batch, sizes, gen(2))
+    assert torch.equal(a, b) and not torch.equal(a, augment(batch, sizes, gen(3)))
+    for res, (h, w) in zip(a, sizes.tolist()):
+        assert res[:, h:, :].abs().sum() == 0 and res[:, :, w:].abs().sum() == 0
+    assert not torch.equal(a[0], a[2])  # the same image, two different draws
+    assert float(a.min()) >= 0 and float(a.max()) <= float(batch.max()) + 1e-6  # bilinear: no overshoot
