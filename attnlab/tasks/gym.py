@@ -45,8 +45,8 @@ def _batches(split: Split, toks: Any) -> list[tuple[list[int], list[list[int]], 
     out = []
     for start in range(0, len(split), BATCH):
         idx = list(range(start, min(start + BATCH, len(split))))
-        out.append((idx, [toks.src.encode(split.sources[i]) for i in idx],
-                    [toks.tgt.encode(split.references[i][0]) for i in idx]))
+        out.append((idx, toks.src.encode_batch([split.sources[i] for i in idx]),
+                    toks.tgt.encode_batch([split.references[i][0] for i in idx])))
     return out
 
 
