@@ -165,6 +165,10 @@ class ImageDataConfig:
     cache_dir: Optional[str] = None
     subset: str = "standard"  # mnist: standard (60k/10k) | test_split (8k/2k of the 10k test set)
     valid_fraction: float = 0.1
+    # k-fold cross-validation for choosing on small data: > 1 pools train and valid, splits them
+    # into cv_folds stratified folds and validates on fold cv_fold (valid_fraction then unused)
+    cv_folds: int = 0
+    cv_fold: int = 0
     max_train: int = 0  # 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

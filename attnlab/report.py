@@ -22,7 +22,7 @@ one layer's mean of heads only (``attention_health.layers``), ``CLS sink`` for a
 peak on CLS), **BLEU by source length** for translation
 (``bleu_by_length`` of results.json), and a **paired significance test against the best variant**
 of its task (:mod:`attnlab.significance`: paired bootstrap over the test sentences or images,
-seeds paired by seed number; BLEU/chrF from each run's ``hypotheses.txt`` against the references
+seeds paired by seed number (and by fold under cross-validation, ``data.cv_folds``); BLEU/chrF from each run's ``hypotheses.txt`` against the references
 of the test split the run used, accuracy from ``test_predictions.csv``). A difference is called
 *significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way.
 
@@ -84,7 +84,8 @@ PREDICTIONS = {
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
 # trainer.max_minutes is a safety cap that never shapes the schedule (a run it stopped is flagged
 # by warnings_for); checkpoint: an evaluation's config says what it scored.
-NOT_A_VARIANT = {"seed", "resume", "data.cache_dir", "trainer.progress", "trainer.max_minutes", "checkpoint"}
+# data.cv_fold: the folds of a cross-validation are paired like seeds (Run.pair).
+NOT_A_VARIANT = {"seed", "data.cv_fold", "resume", "data.cache_dir", "trainer.progress", "trainer.max_minutes", "checkpoint"}
 # results.json fields that tell variants apart when a run has no saved config.
 IDENTITY = ("model", "data", "attention", "mode")
 OUTPUTS = ("report.md", "report.csv", "metric_by_variant.png", "learning_curves.png")
@@ -116,6 +117,15 @@ class Run:
     def seed(self) -> Any:
         return self._field("seed", "seed")
 
+    @property
+    def pair(self) -> Any:
+        """What pairs this run with a run of another variant: its seed, and its fold when it
+        validates on one fold of a cross-validation (``data.cv_folds`` > 1), e.g. ``0/fold2``."""
+        folds = self._config("data.cv_folds")
+        if folds is not None and int(folds) > 1:
+            return f"{self.seed}/fold{self._config('data.cv_fold') or 0}"
+        return self.seed
+
     def value(self, metric: str) -> Optional[float]:
         """The final value of ``metric`` in results.json; None when absent or not a finite number."""
         return _finite(self.results.get(metric)) if self.results else None
@@ -136,8 +146,12 @@ class Run:
         """A field from results.json, else the config, else the overrides."""
         if self.results and self.results.get(result_key) is not None:
             return self.results[result_key]
+        return self._config(config_key)
+
+    def _config(self, key: str) -> Any:
+        """A config value: from .hydra/config.yaml, else the overrides."""
         flat = flatten(self.config) if self.config else parse_overrides(self.overrides)
-        return flat.get(config_key)
+        return flat.get(key)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -302,7 +316,8 @@ class Row:
 
     @property
     def seeds(self) -> list[Any]:
-        return sorted((r.seed for r in self.complete_runs), key=str)
+        """The seeds of the complete runs (with their folds under cross-validation: :attr:`Run.pair`)."""
+        return sorted((r.pair for r in self.complete_runs), key=str)
 
     @property
     def primary(self) -> Stat:
@@ -577,9 +592,10 @@ class _NoTest(Exception):
 
 
 def paired_runs(a: Sequence[Run], b: Sequence[Run]) -> list[tuple[Run, Run]]:
-    """Runs of two variants paired by seed (seeds present in both, in seed order)."""
-    by_seed = {str(r.seed): r for r in b}
-    return [(r, by_seed[str(r.seed)]) for r in sorted(a, key=lambda r: str(r.seed)) if str(r.seed) in by_seed]
+    """Runs of two variants paired by seed, and by fold under cross-validation (:attr:`Run.pair`;
+    pairs present in both, in order)."""
+    by_pair = {str(r.pair): r for r in b}
+    return [(r, by_pair[str(r.pair)]) for r in sorted(a, key=lambda r: str(r.pair)) if str(r.pair) in by_pair]
 
 
 def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) -> significance.Comparison:

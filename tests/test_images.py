@@ -21,7 +21,7 @@ from attnlab.config import ImageDataConfig
 from attnlab.data import image_readers as im
 from attnlab.data.download import RemoteFile
 from attnlab.data.image_readers import load_images, read_idx
-from attnlab.data.images import ImageSet, collate, stratified_split
+from attnlab.data.images import ImageSet, collate, stratified_folds, stratified_split
 from attnlab.errors import UserError
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # SOURCE.md
@@ -99,11 +99,42 @@ def test_max_train_keeps_a_stratified_subset_and_the_same_valid():
         ({"valid_fraction": 1.0}, "valid_fraction"),
         ({"max_train": -1}, "max_train"),
         ({"subset": "test_split"}, "only to mnist"),
+        ({"cv_folds": 1}, "cv_folds=1 must be 0"),
+        ({"cv_folds": 5, "cv_fold": 5}, r"cv_fold=5 must be in 0\.\.4"),
     ],
 )
 def test_bad_config_values(change, message):
     with pytest.raises(UserError, match=message):
         load_images(ImageDataConfig(**change))
+
+
+def test_stratified_folds_deal_each_class_evenly():
+    labels = torch.tensor([0] * 23 + [1] * 9 + [2] * 40)
+    fold = stratified_folds(labels, 4)
+    assert torch.equal(fold, stratified_folds(labels, 4))  # fixed
+    sizes = torch.bincount(fold, minlength=4)
+    assert int(sizes.max() - sizes.min()) <= 1 and int(sizes.sum()) == len(labels)
+    for c in range(3):
+        per_fold = torch.bincount(fold[labels == c], minlength=4)
+        assert int(per_fold.max() - per_fold.min()) <= 1
+
+
+def test_cross_validation_folds_cover_the_training_images_once_and_keep_test():
+    fixed = load_images(ImageDataConfig())
+    pooled = image_keys(fixed.train) + image_keys(fixed.valid)  # the 1438 training images
+    seen: Counter = Counter()
+    for k in range(5):
+        data = load_images(ImageDataConfig(cv_folds=5, cv_fold=k))
+        assert torch.equal(data.test.stacked, fixed.test.stacked)
+        assert image_keys(data.train) + image_keys(data.valid) == pooled and len(data.valid) in (287, 288)
+        assert_stratified(data.valid.labels, torch.cat([fixed.train.labels, fixed.valid.labels]))
+        seen += image_keys(data.valid)
+    assert seen == pooled  # every training image is validated on exactly once
+
+
+def test_cross_validation_needs_a_valid_split_carved_from_train(tmp_path):
+    with pytest.raises(UserError, match="has its own valid split"):
+        load_images(folder_cfg(make_folder(tmp_path / "pets", splits=("train", "valid", "test")), cv_folds=2))
 
 
 def test_bad_augment_shift_fails_at_load():

@@ -477,3 +477,26 @@ def test_the_time_cap_is_not_a_variant_but_a_run_it_stopped_is_flagged(tmp_path:
     assert report.warnings_for([row]) == [
         f"translation / {row.variant}: seed 2 stopped on the time cap (trainer.max_minutes) before its step "
         "budget; rerun it with trainer.max_minutes=0"]
+
+
+def test_cross_validation_folds_are_one_variant_paired_fold_by_fold(tmp_path: Path) -> None:
+    # 3 folds of seed 0 per variant, each fold validating on its own images (data.cv_fold)
+    for pool, wrong_every in (("mean", 10), ("cls", 5)):
+        for fold in range(3):
+            overrides = ["task=vision", f"model.pool={pool}", "seed=0", "data.cv_folds=3", f"data.cv_fold={fold}"]
+            config = {"task": {"name": "vision"}, "model": {"name": "vit", "pool": pool}, "seed": 0,
+                      "data": {"name": "digits", "cv_folds": 3, "cv_fold": fold}}
+            correct = [i % wrong_every != 0 for i in range(100)]
+            results = {"task": "vision", "model": "vit", "seed": 0, "valid_accuracy": sum(correct) / 100}
+            folder = make_run(tmp_path / f"{pool}-fold{fold}", overrides, results, config=config)
+            lines = ["index,label,predicted,probability"]
+            lines += [f"{i},{(i + fold) % 10},{(i + fold) % 10 if ok else (i + fold + 1) % 10},0.9" for i, ok in enumerate(correct)]
+            (folder / "valid_predictions.csv").write_text("\n".join(lines) + "\n")
+    rows = by_variant(report.summarize(report.load_runs(tmp_path), "valid_accuracy"))
+    assert set(rows) == {"model.pool=mean", "model.pool=cls"}  # the fold is not a variant
+    assert rows["model.pool=cls"].seeds == ["0/fold0", "0/fold1", "0/fold2"]
+    assert not report.warnings_for(list(rows.values()))  # three folds of one seed are not repeated seeds
+    pairs = report.paired_runs(rows["model.pool=cls"].complete_runs, rows["model.pool=mean"].complete_runs)
+    assert [(a.path.name, b.path.name) for a, b in pairs] == [(f"cls-fold{k}", f"mean-fold{k}") for k in range(3)]
+    test = report.compare_to_best(list(rows.values()))[("vision", "model.pool=cls")]
+    assert test.pairs == 3 and test.delta == pytest.approx(-0.1)

@@ -4,7 +4,9 @@ Each reader returns train / test (and, for an image folder with ``valid/``, vali
 :class:`attnlab.data.images.ImageSet` splits; :func:`load_images` turns them into an
 :class:`attnlab.data.images.ImageData`. ``valid`` is always carved from the training split with
 ``cfg.valid_fraction`` (stratified, with the fixed :data:`attnlab.data.images.SPLIT_SEED`), unless
-the dataset has its own valid split. ``cfg.max_train > 0`` then keeps a stratified subset of train.
+the dataset has its own valid split; with ``cfg.cv_folds = k > 1`` it is instead fold
+``cfg.cv_fold`` of k stratified folds of the training split (k-fold cross-validation: k runs, one
+per fold, validate on every training image once; the test split is the same in all of them). ``cfg.max_train > 0`` then keeps a stratified subset of train.
 
 Datasets (train / test before the valid split):
 
@@ -44,7 +46,7 @@ from attnlab.data.augment import Augment
 from attnlab.data.digits import LEVELS as DIGIT_LEVELS
 from attnlab.data.digits import load_digits
 from attnlab.data.download import RemoteFile, fetch, safe_extract
-from attnlab.data.images import ImageData, ImageSet, _Splits, channel_stats, split_off
+from attnlab.data.images import ImageData, ImageSet, _Splits, channel_stats, split_off, stratified_folds
 from attnlab.errors import UserError
 from attnlab.registry import Registry
 
@@ -61,7 +63,16 @@ def load_images(cfg: ImageDataConfig) -> ImageData:
     _check_config(cfg)
     splits = DATASETS.get(cfg.name)(cfg)
     train, valid = splits.train, splits.valid
-    if valid is None:
+    if cfg.cv_folds > 1:
+        if valid is not None:
+            raise UserError(
+                f"data={cfg.name} has its own valid split, so data.cv_folds cannot pool it with train; "
+                "set data.cv_folds=0"
+            )
+        fold = stratified_folds(train.labels, cfg.cv_folds)  # (N,) each training image's fold
+        train, valid = train.subset(torch.nonzero(fold != cfg.cv_fold).flatten()), train.subset(
+            torch.nonzero(fold == cfg.cv_fold).flatten())
+    elif valid is None:
         train, valid = split_off(train, round(cfg.valid_fraction * len(train)))
     if 0 < cfg.max_train < len(train):
         train = split_off(train, len(train) - cfg.max_train)[0]
@@ -72,6 +83,10 @@ def load_images(cfg: ImageDataConfig) -> ImageData:
 def _check_config(cfg: ImageDataConfig) -> None:
     if not 0 <= cfg.valid_fraction < 1:
         raise UserError(f"data.valid_fraction={cfg.valid_fraction} must be in [0, 1) (e.g. 0.1)")
+    if cfg.cv_folds == 1 or cfg.cv_folds < 0:
+        raise UserError(f"data.cv_folds={cfg.cv_folds} must be 0 (the fixed valid split) or >= 2 (e.g. 5)")
+    if cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds:
+        raise UserError(f"data.cv_fold={cfg.cv_fold} must be in 0..{cfg.cv_folds - 1} (one of the data.cv_folds folds)")
     if cfg.max_train < 0:
         raise UserError(f"data.max_train={cfg.max_train} must be >= 0 (0 keeps every training image)")
     Augment.from_config(cfg.augment)  # fails early on a bad augmentation setting

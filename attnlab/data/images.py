@@ -178,6 +178,19 @@ def stratified_split(labels: Tensor, n_held: int, seed: int = SPLIT_SEED) -> tup
     return torch.from_numpy(np.flatnonzero(~held_mask)), torch.from_numpy(np.flatnonzero(held_mask))
 
 
+def stratified_folds(labels: Tensor, folds: int, seed: int = SPLIT_SEED) -> Tensor:
+    """The fold (0..folds-1) of each index 0..N-1, for k-fold cross-validation with class
+    proportions kept: each class's images in a random order (a ``numpy`` generator seeded with
+    ``seed``), classes one after the other, dealt to the folds in turn. Fold sizes differ by at
+    most one image, and so do a class's counts in any two folds."""
+    y = labels.numpy()
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)] or [np.zeros(0, dtype=int)])
+    fold = np.empty(len(y), dtype=np.int64)
+    fold[order] = np.arange(len(y)) % folds
+    return torch.from_numpy(fold)
+
+
 def split_off(images: ImageSet, n_held: int) -> tuple[ImageSet, ImageSet]:
     """(rest, held): a fixed stratified draw of ``n_held`` images held out of ``images``."""
     kept, held = stratified_split(images.labels, n_held)
