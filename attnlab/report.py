@@ -118,13 +118,16 @@ class Run:
         return self._field("seed", "seed")
 
     @property
+    def cv_fold(self) -> Optional[int]:
+        """The cross-validation fold this run validated on (``data.cv_folds`` > 1), else None."""
+        folds = self._field("cv_folds", "data.cv_folds")
+        return int(self._field("cv_fold", "data.cv_fold") or 0) if folds is not None and int(folds) > 1 else None
+
+    @property
     def pair(self) -> Any:
-        """What pairs this run with a run of another variant: its seed, and its fold when it
-        validates on one fold of a cross-validation (``data.cv_folds`` > 1), e.g. ``0/fold2``."""
-        folds = self._config("data.cv_folds")
-        if folds is not None and int(folds) > 1:
-            return f"{self.seed}/fold{self._config('data.cv_fold') or 0}"
-        return self.seed
+        """What pairs this run with a run of another variant: its seed, and its fold under
+        cross-validation, e.g. ``0/fold2``."""
+        return self.seed if self.cv_fold is None else f"{self.seed}/fold{self.cv_fold}"
 
     def value(self, metric: str) -> Optional[float]:
         """The final value of ``metric`` in results.json; None when absent or not a finite number."""
@@ -559,7 +562,7 @@ def warnings_for(rows: Sequence[Row]) -> list[str]:
             notes.append(f"{row.task} / {row.variant}: seed {', '.join(repeated)} appears in several runs")
         if len(row.num_params) > 1:
             notes.append(f"{row.task} / {row.variant}: the runs have different parameter counts")
-        capped = [str(r.seed) for r in row.complete_runs if str(r.results.get("stop_reason", "")).startswith(TIME_CAP_STOP)]
+        capped = [str(r.pair) for r in row.complete_runs if str(r.results.get("stop_reason", "")).startswith(TIME_CAP_STOP)]
         if capped:
             notes.append(f"{row.task} / {row.variant}: seed {', '.join(capped)} stopped on the time cap "
                          "(trainer.max_minutes) before its step budget; rerun it with trainer.max_minutes=0")
@@ -609,7 +612,8 @@ def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) ->
         a, b = zip(*((_correct(x, PREDICTIONS[metric]), _correct(y, PREDICTIONS[metric])) for x, y in pairs))
         if any(len(x) != len(y) or x[1] != y[1] for x, y in zip(a, b)):
             raise _NoTest("the runs were tested on different images")
-        return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples)
+        folds = any(run.cv_fold is not None for pair in pairs for run in pair)  # each pair its own images
+        return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples, shared_items=not folds)
     streams = _references(pairs[0][0], references)
     # the same sentences and references, whichever config named them (an evaluation of a model
     # trained on other data scored on this split compares item by item)
@@ -672,7 +676,7 @@ def comparison_text(test: significance.Comparison | str | None, fraction: bool =
     if isinstance(test, str):
         return f"n/a ({test})"
     digits = 4 if fraction else 2
-    seeds = f"{test.pairs} seed{'s' if test.pairs > 1 else ''}"
+    seeds = f"{test.pairs} {test.pair_unit}{'s' if test.pairs > 1 else ''}"
     return f"{test.delta:+.{digits}f}, p={test.p_value:.3f}, {seeds}: {significance.verdict(test)}"
 
 

@@ -15,6 +15,11 @@ for the variance of the test set, not for that between seeds; the seed spread is
 beside it (mean +- std) and :func:`verdict` asks, besides p < alpha, that at least
 ``min_seeds`` pairs exist and that every pair differs in the same direction.
 
+Cross-validation (``shared_items=False``): pair k is fold k of both variants, each fold with its own
+validation items, so each pair's items are drawn on their own (pair k with ``seed + k``) and the
+statistic is the same mean over pairs. Folds share most of their training images, so their pairs
+are less independent than seeds.
+
 With one pair and the default settings the p-value equals ``sacrebleu``'s ``PairedTest(...,
 test_type="bs")`` for the same pair (tested): :func:`paired_bootstrap_reference` is that slow path.
 """
@@ -42,7 +47,8 @@ class Comparison:
     delta: float  # mean over pairs of score(A_s) - score(B_s)
     p_value: float
     pair_deltas: list[float]
-    n_items: int  # test items resampled
+    n_items: int  # test items resampled (summed over the pairs when each pair has its own)
+    pair_unit: str = "seed"  # what a pair is: "seed", or "fold" under cross-validation
 
     @property
     def pairs(self) -> int:
@@ -92,36 +98,44 @@ def paired_bootstrap(
     score: ScoreFn,
     n_samples: int = N_SAMPLES,
     seed: int = SEED,
+    shared_items: bool = True,
 ) -> Comparison:
-    """Paired bootstrap of seed-paired runs: ``stats_a[s]`` and ``stats_b[s]`` are (items, k)
-    per-item sufficient statistics of pair s on the same test items; ``score`` maps summed
-    statistics (draws, k) to scores (draws,)."""
+    """Paired bootstrap of paired runs: ``stats_a[s]`` and ``stats_b[s]`` are (items, k)
+    per-item sufficient statistics of pair s; ``score`` maps summed statistics (draws, k) to
+    scores (draws,). ``shared_items``: every pair is scored on the same test items (seeds; one
+    draw of items for all pairs), else each pair on its own (cross-validation folds)."""
     if not stats_a or len(stats_a) != len(stats_b):
         raise ValueError(f"need the same positive number of runs on both sides, got {len(stats_a)} and {len(stats_b)}")
-    n_items = len(stats_a[0])
-    if any(len(s) != n_items for s in [*stats_a, *stats_b]):
+    if any(len(a) != len(b) for a, b in zip(stats_a, stats_b)):
+        raise ValueError("the two runs of a pair must be scored on the same test items")
+    if shared_items and any(len(a) != len(stats_a[0]) for a in stats_a):
         raise ValueError("every run of a comparison must be scored on the same test items")
-    counts = resample_counts(n_items, n_samples, seed)
+    shared = resample_counts(len(stats_a[0]), n_samples, seed) if shared_items else None
     pair_deltas, samples = [], np.zeros(n_samples)
-    for a, b in zip(stats_a, stats_b):
+    for k, (a, b) in enumerate(zip(stats_a, stats_b)):
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        counts = shared if shared is not None else resample_counts(len(a), n_samples, seed + k)  # (n_samples, items)
         full = score(np.stack([a.sum(0), b.sum(0)]))  # (2,)
         pair_deltas.append(float(full[0] - full[1]))
         samples += score(counts @ a) - score(counts @ b)  # (n_samples,)
     delta = float(np.mean(pair_deltas))
-    return Comparison(delta, p_value(samples / len(stats_a), delta), pair_deltas, n_items)
+    n_items = len(stats_a[0]) if shared_items else sum(len(a) for a in stats_a)
+    return Comparison(delta, p_value(samples / len(stats_a), delta), pair_deltas, n_items,
+                      "seed" if shared_items else "fold")
 
 
 # ----------------------------------------------------------------------------- metrics
 
 
 def accuracy_stats(correct: Sequence[bool]) -> np.ndarray:
-    """(items, 1): 1 where the prediction is right."""
-    return np.asarray(correct, dtype=np.float64).reshape(-1, 1)
+    """(items, 2): 1 where the prediction is right, and 1 (the item's count)."""
+    right = np.asarray(correct, dtype=np.float64).reshape(-1, 1)
+    return np.concatenate([right, np.ones_like(right)], axis=1)
 
 
-def accuracy_score(summed: np.ndarray, n_items: int) -> np.ndarray:
-    return summed[:, 0] / n_items
+def accuracy_score(summed: np.ndarray) -> np.ndarray:
+    """Summed :func:`accuracy_stats` (draws, 2) -> accuracy of each draw."""
+    return summed[:, 0] / summed[:, 1]
 
 
 def translation_metric(name: str):
@@ -162,12 +176,13 @@ def compare_translations(
 
 
 def compare_accuracy(
-    correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Sequence[bool]], n_samples: int = N_SAMPLES, seed: int = SEED
+    correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Sequence[bool]], n_samples: int = N_SAMPLES,
+    seed: int = SEED, shared_items: bool = True,
 ) -> Comparison:
-    """Seed-paired per-image correctness of two variants on one test set."""
+    """Paired per-image correctness of two variants: seed pairs on one test set, or
+    (``shared_items=False``) cross-validation folds, each pair on its own fold's images."""
     stats_a, stats_b = [accuracy_stats(c) for c in correct_a], [accuracy_stats(c) for c in correct_b]
-    n = len(stats_a[0]) if stats_a else 0
-    return paired_bootstrap(stats_a, stats_b, lambda s: accuracy_score(s, n), n_samples, seed)
+    return paired_bootstrap(stats_a, stats_b, accuracy_score, n_samples, seed, shared_items)
 
 
 def paired_bootstrap_reference(

@@ -17,9 +17,9 @@ from typing import Callable
 
 import torch
 
-from attnlab.config import AttentionConfig
+from attnlab.api import compose_config
 from attnlab.data.augment import Augment
-from attnlab.models.vit import ViT
+from attnlab.models import build_model
 from attnlab.runlog import machine_summary
 
 
@@ -42,9 +42,9 @@ def main() -> None:
     images, labels = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
     sizes = torch.tensor([[8, 8]]).repeat(64, 1)
     generator = torch.Generator().manual_seed(0)
-    vit = ViT(num_classes=10, channels=1, image_size=(8, 8), patch_size=2, dim=64, depth=4, heads=4, mlp_ratio=4.0,
-              posenc="sincos2d", attention=AttentionConfig())
-    optimizer = torch.optim.AdamW(vit.parameters(), lr=1e-4)
+    cfg = compose_config(["task=vision"])  # the recipe's model, as python -m attnlab task=vision builds it
+    vit = build_model(cfg, num_classes=10, channels=1, image_size=(8, 8), mean=[0.3], std=[0.4])
+    optimizer = torch.optim.AdamW(vit.parameters(), lr=float(cfg.trainer.lr), weight_decay=float(cfg.trainer.weight_decay))
 
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(vit(images, sizes), labels)

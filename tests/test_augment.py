@@ -154,6 +154,19 @@ def test_warp_matches_the_matrix_reference(flip):
         assert torch.allclose(out[i], ref, atol=1e-5)
 
 
+def test_warp_in_a_mixed_size_batch_is_each_image_warped_alone():
+    images = [torch.rand(1, 8, 8) + 0.1, torch.rand(1, 5, 7) + 0.1, torch.rand(1, 7, 4) + 0.1]
+    batch, sizes = collate(images)  # (3, 1, 8, 8): the centre of each is its own, not the padded grid's
+    dy, dx = torch.tensor([1, 0, -1]), torch.tensor([0, -1, 1])
+    flip, angle, zoom = torch.tensor([False, True, False]), torch.tensor([0.2, -0.3, 0.1]), torch.tensor([1.1, 0.9, 1.0])
+    together = warp(batch, sizes, dy, dx, flip, angle, zoom)
+    for i, img in enumerate(images):
+        alone = warp(img[None], torch.tensor([img.shape[1:]]), dy[i : i + 1], dx[i : i + 1], flip[i : i + 1],
+                     angle[i : i + 1], zoom[i : i + 1])[0]
+        h, w = img.shape[1:]
+        assert torch.allclose(together[i, :, :h, :w], alone, atol=1e-6)
+
+
 def test_rotations_are_seeded_differ_per_image_and_keep_padding():
     augment = Augment(shift=1, rotate=15, scale=0.1)
     images = [torch.rand(1, 8, 8) + 0.1, torch.rand(1, 5, 7) + 0.1] * 4

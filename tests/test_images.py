@@ -100,6 +100,7 @@ def test_max_train_keeps_a_stratified_subset_and_the_same_valid():
         ({"max_train": -1}, "max_train"),
         ({"subset": "test_split"}, "only to mnist"),
         ({"cv_folds": 1}, "cv_folds=1 must be 0"),
+        ({"cv_fold": 2}, "cv_fold=2 needs data.cv_folds"),
         ({"cv_folds": 5, "cv_fold": 5}, r"cv_fold=5 must be in 0\.\.4"),
     ],
 )
@@ -133,7 +134,7 @@ def test_cross_validation_folds_cover_the_training_images_once_and_keep_test():
 
 
 def test_cross_validation_needs_a_valid_split_carved_from_train(tmp_path):
-    with pytest.raises(UserError, match="has its own valid split"):
+    with pytest.raises(UserError, match="makes its valid split itself"):
         load_images(folder_cfg(make_folder(tmp_path / "pets", splits=("train", "valid", "test")), cv_folds=2))
 
 

@@ -82,3 +82,21 @@ def test_runs_on_different_test_items_are_refused() -> None:
         sig.compare_accuracy([[True, False]], [[True, False, True]])
     with pytest.raises(ValueError, match="same positive number"):
         sig.compare_accuracy([[True]], [])
+
+
+def test_cross_validation_folds_are_resampled_each_on_its_own_images() -> None:
+    rng = np.random.default_rng(1)
+    truths = [rng.random(n) for n in (120, 119, 118)]  # three folds of unequal sizes
+    a = [t > 0.05 for t in truths]
+    b = [t > 0.2 for t in truths]
+    with pytest.raises(ValueError, match="same test items"):
+        sig.compare_accuracy(a, b)  # seeds share their test items; folds do not
+    c = sig.compare_accuracy(a, b, n_samples=200, shared_items=False)
+    assert c.pair_unit == "fold" and c.n_items == 357 and sig.verdict(c) == "significant"
+    assert c.delta == pytest.approx(np.mean([x.mean() - y.mean() for x, y in zip(a, b)]))
+    # by hand: fold k's own draws (seed + k), the mean over folds of each draw's difference
+    samples = np.zeros(200)
+    for k, (x, y) in enumerate(zip(a, b)):
+        counts = sig.resample_counts(len(x), 200, sig.SEED + k)  # (200, items)
+        samples += (counts @ x - counts @ y) / counts.sum(1)
+    assert c.p_value == pytest.approx(sig.p_value(samples / 3, c.delta))

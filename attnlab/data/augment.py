@@ -13,9 +13,8 @@ mixed-size batch stays zero and no content moves into it. Randomness comes only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -134,9 +133,9 @@ def warp(
     # each output pixel's source: undo the shift, then the zoom and rotation about the centre
     y = rows - dy.to(dtype)[:, None, None] - cy  # (B, H, 1)
     x = cols - dx.to(dtype)[:, None, None] - cx  # (B, 1, W)
-    cos = torch.cos(angle).to(dtype)[:, None, None]
-    sin = torch.sin(angle).to(dtype)[:, None, None]
-    inv = 1 / zoom.to(dtype)[:, None, None]
+    cos = torch.cos(angle).to(dtype)[:, None, None]  # (B, 1, 1)
+    sin = torch.sin(angle).to(dtype)[:, None, None]  # (B, 1, 1)
+    inv = 1 / zoom.to(dtype)[:, None, None]  # (B, 1, 1)
     src_y = (cos * y + sin * x) * inv + cy  # (B, H, W)
     src_x = (cos * x - sin * y) * inv + cx  # (B, H, W)
     src_x = torch.where(flip[:, None, None], w - 1 - src_x, src_x)

@@ -66,12 +66,12 @@ def load_images(cfg: ImageDataConfig) -> ImageData:
     if cfg.cv_folds > 1:
         if valid is not None:
             raise UserError(
-                f"data={cfg.name} has its own valid split, so data.cv_folds cannot pool it with train; "
+                f"data={cfg.name} makes its valid split itself, so data.cv_folds cannot pool it with train; "
                 "set data.cv_folds=0"
             )
         fold = stratified_folds(train.labels, cfg.cv_folds)  # (N,) each training image's fold
-        train, valid = train.subset(torch.nonzero(fold != cfg.cv_fold).flatten()), train.subset(
-            torch.nonzero(fold == cfg.cv_fold).flatten())
+        valid = train.subset(torch.nonzero(fold == cfg.cv_fold).flatten())
+        train = train.subset(torch.nonzero(fold != cfg.cv_fold).flatten())
     elif valid is None:
         train, valid = split_off(train, round(cfg.valid_fraction * len(train)))
     if 0 < cfg.max_train < len(train):
@@ -85,6 +85,8 @@ def _check_config(cfg: ImageDataConfig) -> None:
         raise UserError(f"data.valid_fraction={cfg.valid_fraction} must be in [0, 1) (e.g. 0.1)")
     if cfg.cv_folds == 1 or cfg.cv_folds < 0:
         raise UserError(f"data.cv_folds={cfg.cv_folds} must be 0 (the fixed valid split) or >= 2 (e.g. 5)")
+    if cfg.cv_folds == 0 and cfg.cv_fold != 0:
+        raise UserError(f"data.cv_fold={cfg.cv_fold} needs data.cv_folds (e.g. data.cv_folds=5)")
     if cfg.cv_folds > 1 and not 0 <= cfg.cv_fold < cfg.cv_folds:
         raise UserError(f"data.cv_fold={cfg.cv_fold} must be in 0..{cfg.cv_folds - 1} (one of the data.cv_folds folds)")
     if cfg.max_train < 0:

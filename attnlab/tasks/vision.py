@@ -355,6 +355,8 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
         stop_reason=state.stop_reason,
         train_seconds=round(state.elapsed, 2),
     )
+    if int(cfg.data.cv_folds) > 1:  # validated on one fold: what the report pairs such runs by
+        results.update(cv_folds=int(cfg.data.cv_folds), cv_fold=int(cfg.data.cv_fold))
     results["attention_pictures"] = attention_pictures(cfg, run_dir, model, data.test, data.classes, device)
     return _finish(results, run_dir, start)
 
