@@ -22,8 +22,9 @@ one layer's mean of heads only (``attention_health.layers``), ``CLS sink`` for a
 peak on CLS), **BLEU by source length** for translation
 (``bleu_by_length`` of results.json), and a **paired significance test against the best variant**
 of its task (:mod:`attnlab.significance`: paired bootstrap over the test sentences or images,
-seeds paired by seed number (and by fold under cross-validation, ``data.cv_folds``); BLEU/chrF from each run's ``hypotheses.txt`` against the references
-of the test split the run used, accuracy from ``test_predictions.csv``). A difference is called
+seeds paired by seed number (and by fold under cross-validation, ``data.cv_folds``); BLEU/chrF
+from each run's ``hypotheses.txt`` against the references of the test split the run used,
+accuracy from ``test_predictions.csv``). A difference is called
 *significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way.
 
 Outputs (in DIR, or ``--out``): ``report.md``, ``report.csv``, ``metric_by_variant.png`` (bars with

@@ -6,8 +6,9 @@ All are applied per image on a whole padded batch in one vectorised step. Shifts
 whole pixels: every output pixel reads one source pixel through a single ``gather``. Rotations and
 zooms read between pixels: every output pixel mixes its source's four neighbours (bilinear), and a
 source outside the image counts as 0. The bilinear path with no rotation and no zoom gives exactly
-the shift-and-flip path's pixels (tested), so it is that path's slow reference too. Each image is transformed inside its own (H, W) from ``sizes``, so the zero padding of a
-mixed-size batch stays zero and no content moves into it. Randomness comes only from the
+the shift-and-flip path's pixels (tested), so it is that path's slow reference too. Each image is
+transformed inside its own (H, W) from ``sizes``, so the zero padding of a mixed-size batch stays
+zero and no content moves into it. Randomness comes only from the
 ``torch.Generator`` passed in, so a seed gives the same augmented batches.
 """
 

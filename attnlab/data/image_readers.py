@@ -6,7 +6,8 @@ Each reader returns train / test (and, for an image folder with ``valid/``, vali
 ``cfg.valid_fraction`` (stratified, with the fixed :data:`attnlab.data.images.SPLIT_SEED`), unless
 the dataset has its own valid split; with ``cfg.cv_folds = k > 1`` it is instead fold
 ``cfg.cv_fold`` of k stratified folds of the training split (k-fold cross-validation: k runs, one
-per fold, validate on every training image once; the test split is the same in all of them). ``cfg.max_train > 0`` then keeps a stratified subset of train.
+per fold, validate on every training image once; the test split is the same in all of them).
+``cfg.max_train > 0`` then keeps a stratified subset of train.
 
 Datasets (train / test before the valid split):
 
