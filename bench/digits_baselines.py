@@ -67,10 +67,9 @@ def main() -> None:
     print(f"| 1-nearest neighbour | {accuracy(nearest_neighbour(tx, ty, vx), vy):.2%} | "
           f"{accuracy(nearest_neighbour(tx, ty, sx), sy):.2%} |")
     valid, test = [], []
-    with torch.no_grad():
-        for seed in range(3):
-            with torch.enable_grad():
-                model = mlp(tx, ty, seed, args.epochs)
+    for seed in range(3):
+        model = mlp(tx, ty, seed, args.epochs)
+        with torch.no_grad():
             valid.append(accuracy(model(vx).argmax(1), vy))
             test.append(accuracy(model(sx).argmax(1), sy))
     print(f"| MLP 64-256-10, seeds 0 / 1 / 2 | {' / '.join(f'{v:.2%}' for v in valid)} "
