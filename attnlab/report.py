@@ -52,6 +52,7 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -154,8 +155,12 @@ class Run:
 
     def _config(self, key: str) -> Any:
         """A config value: from .hydra/config.yaml, else the overrides."""
-        flat = flatten(self.config) if self.config else parse_overrides(self.overrides)
-        return flat.get(key)
+        return self._flat_config.get(key)
+
+    @cached_property
+    def _flat_config(self) -> dict[str, Any]:
+        """The config as dotted keys, flattened once (seed and fold are read for every pairing)."""
+        return flatten(self.config) if self.config else parse_overrides(self.overrides)
 
 
 def is_run_dir(path: Path) -> bool:
