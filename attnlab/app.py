@@ -22,9 +22,9 @@ ATTENTION_OPTIONAL = {"rnn_attn"}
 POSITIVE = {
     "emb_dim", "hidden_dim", "attn_dim", "enc_layers", "dec_layers", "d_model", "heads", "d_ff",
     "patch_size", "dim", "depth", "mlp_ratio", "max_len", "epochs", "batch_size", "lr",
-    "vocab_size", "beam_size", "num_examples", "accum_steps", "temperature", "n_best",
+    "vocab_size", "beam_size", "num_examples", "accum_steps", "temperature", "n_best", "stem_channels",
 }
-NON_NEGATIVE = {"validate_every_steps", "average_last", "top_k"}
+NON_NEGATIVE = {"validate_every_steps", "average_last", "top_k", "stem_layers"}
 RATES = {"dropout", "attn_dropout", "drop_path", "label_smoothing", "valid_fraction"}  # in [0, 1)
 
 

@@ -231,6 +231,8 @@ class ViTConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 2.0
+    stem_layers: int = 0  # 3x3 convolutions before the patch embedding (Xiao et al. 2021); 0 = linear patches
+    stem_channels: int = 32  # their width
     dropout: float = 0.0
     drop_path: float = 0.0
     posenc: str = "sincos2d"

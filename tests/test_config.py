@@ -123,8 +123,10 @@ def test_sweep_folder_names_stay_short_and_distinct():
         ("trainer.lr=-1", "trainer.lr=-1.0 must be positive"),
         ("data.vocab_size=0", "data.vocab_size=0 must be positive"),
         ("model.dropout=1.5", "model.dropout=1.5 must be in [0, 1)"),
+        ("task=vision model.stem_layers=-1", "model.stem_layers=-1 must be 0 or more"),
+        ("task=vision model.stem_channels=0", "model.stem_channels=0 must be positive"),
     ],
 )
 def test_zero_or_negative_sizes_and_bad_rates(override, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        check_config(make(override))
+        check_config(make(*override.split()))

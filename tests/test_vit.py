@@ -22,10 +22,11 @@ def tiny(**kw) -> ViT:
     return model.eval()
 
 
+@pytest.mark.parametrize("stem_layers", [0, 2])
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 @pytest.mark.parametrize("posenc", POSENCS)
-def test_padding_with_garbage_does_not_change_the_logits(posenc, pool):
-    model = tiny(posenc=posenc, pool=pool)
+def test_padding_with_garbage_does_not_change_the_logits(posenc, pool, stem_layers):
+    model = tiny(posenc=posenc, pool=pool, stem_layers=stem_layers, stem_channels=8)
     image = torch.rand(1, 1, 5, 7)  # odd, non-square: partly covered patches too
     alone = model(image)
     batch = torch.randn(2, 1, 9, 12) * 50  # garbage everywhere ...
@@ -117,6 +118,19 @@ def test_build_from_config_uses_the_attention_score_and_normalisation():
     assert type(model.layers[0].attn.score).__name__ == "AdditiveScore"
     assert model.mean.flatten().tolist() == [0.5] * 3 and model(torch.rand(1, 3, 8, 12)).shape == (1, 10)
     assert "mean" in model.state_dict()  # the statistics travel with the weights
+    assert model.stem is None  # the seed's linear patches unless asked
+
+
+def test_a_conv_stem_feeds_the_patch_embedding_and_trains():
+    cfg = OmegaConf.structured(Config)
+    cfg.model = OmegaConf.structured(ViTConfig(dim=16, heads=2, depth=1, patch_size=2, stem_layers=2, stem_channels=6))
+    model = build_model(cfg, num_classes=3, channels=1, image_size=(6, 6))
+    assert len(model.stem.convs) == 2 and model.patch_embed.proj.in_features == 2 * 2 * 6
+    with torch.no_grad():  # the zero-initialised head would stop every gradient below it
+        model.head.weight.normal_()
+    loss = torch.nn.functional.cross_entropy(model(torch.rand(4, 1, 6, 6)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    assert all(torch.isfinite(c.weight.grad).all() and c.weight.grad.abs().sum() > 0 for c in model.stem.convs)
 
 
 def test_user_errors():

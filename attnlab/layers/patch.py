@@ -49,6 +49,12 @@ def check_patch_fits(sizes: Tensor, patch: int) -> None:
         )
 
 
+def check_channels(got: int, expected: int) -> None:
+    """UserError when the images have another number of channels than the model was built for."""
+    if got != expected:
+        raise UserError(f"the model expects {expected}-channel images, got {got} channels")
+
+
 @dataclass
 class PatchLayout:
     """Where the patches of a batch are.
@@ -147,8 +153,7 @@ class PatchEmbedding(nn.Module):
         Returns the patch embeddings (B, N, D) and their :class:`PatchLayout`.
         """
         b, c, height, width = images.shape
-        if c != self.channels:
-            raise UserError(f"the model expects {self.channels}-channel images, got {c} channels")
+        check_channels(c, self.channels)
         if sizes is None:
             sizes = torch.tensor([height, width], device=images.device).repeat(b, 1)  # (B, 2)
         sizes = sizes.to(images.device)

@@ -10,6 +10,8 @@ Pieces, in the order of the seed text:
 
 - normalisation with the training set's per-channel mean/std (kept as buffers, so they travel with
   the weights);
+- ``model.stem_layers`` > 0: a :class:`~attnlab.layers.stem.ConvStem` of 3x3 convolutions first
+  (Xiao et al. 2021), whose feature map is then patched instead of the pixels;
 - :class:`~attnlab.layers.patch.PatchEmbedding`: split, flatten, z_i = W x_i + b (eq. 1);
 - a positional encoding from the registry (``model.posenc``: none, sinusoidal, learned, sincos2d).
   Codes are computed for each image's **own** patch grid and placed at the top-left of the batch's
@@ -42,6 +44,7 @@ from torch import Tensor, nn
 from attnlab.attention import Layout, as_spec
 from attnlab.layers.patch import PatchEmbedding, PatchLayout, check_patch_fits, grid_size, patch_layout
 from attnlab.layers.positional import make_posenc
+from attnlab.layers.stem import ConvStem
 from attnlab.layers.transformer import EncoderLayer
 
 
@@ -59,6 +62,8 @@ class ViT(nn.Module):
         depth: int,
         heads: int,
         mlp_ratio: float = 2.0,
+        stem_layers: int = 0,
+        stem_channels: int = 32,
         dropout: float = 0.0,
         drop_path: float = 0.0,
         posenc: str = "sincos2d",
@@ -68,7 +73,8 @@ class ViT(nn.Module):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.patch_embed = PatchEmbedding(channels, patch_size, dim)
+        self.stem = ConvStem(channels, stem_channels, stem_layers) if stem_layers != 0 else None
+        self.patch_embed = PatchEmbedding(stem_channels if self.stem is not None else channels, patch_size, dim)
         check_patch_fits(torch.tensor([list(image_size)]), patch_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.pool = str(pool)
@@ -145,6 +151,8 @@ class ViT(nn.Module):
         when ``need_weights`` (math path), else an empty list.
         """
         x = (images - self.mean) / self.std  # (B, C, H, W), per-channel standardisation
+        if self.stem is not None:
+            x = self.stem(x, sizes)  # (B, C, H, W) -> (B, stem_channels, H, W)
         z, layout = self.patch_embed(x, sizes)  # (B, N, D)
         z = self.add_positions(z, layout)
         if self.cls_token is not None:
@@ -219,6 +227,8 @@ def build(
         depth=int(m.depth),
         heads=int(m.heads),
         mlp_ratio=float(m.mlp_ratio),
+        stem_layers=int(m.stem_layers),
+        stem_channels=int(m.stem_channels),
         dropout=float(m.dropout),
         drop_path=float(m.drop_path),
         posenc=str(m.posenc),
