@@ -25,7 +25,9 @@ of its task (:mod:`attnlab.significance`: paired bootstrap over the test sentenc
 seeds paired by seed number (and by fold under cross-validation, ``data.cv_folds``); BLEU/chrF
 from each run's ``hypotheses.txt`` against the references of the test split the run used,
 accuracy from ``test_predictions.csv``). A difference is called
-*significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way.
+*significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way;
+folds of a cross-validation also need p < 0.05 in the corrected resampled t-test over the folds
+(Nadeau & Bengio 2003), since their training sets overlap.
 
 Outputs (in DIR, or ``--out``): ``report.md``, ``report.csv``, ``metric_by_variant.png`` (bars with
 error bars) and ``learning_curves.png`` (validation metric against step, mean over seeds); for the
@@ -122,8 +124,13 @@ class Run:
     @property
     def cv_fold(self) -> Optional[int]:
         """The cross-validation fold this run validated on (``data.cv_folds`` > 1), else None."""
+        return int(self._field("cv_fold", "data.cv_fold") or 0) if self.cv_folds is not None else None
+
+    @property
+    def cv_folds(self) -> Optional[int]:
+        """K of a K-fold cross-validation run (``data.cv_folds`` > 1), else None."""
         folds = self._field("cv_folds", "data.cv_folds")
-        return int(self._field("cv_fold", "data.cv_fold") or 0) if folds is not None and int(folds) > 1 else None
+        return int(folds) if folds is not None and int(folds) > 1 else None
 
     @property
     def pair(self) -> Any:
@@ -618,8 +625,12 @@ def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) ->
         a, b = zip(*((_correct(x, PREDICTIONS[metric]), _correct(y, PREDICTIONS[metric])) for x, y in pairs))
         if any(len(x) != len(y) or x[1] != y[1] for x, y in zip(a, b)):
             raise _NoTest("the runs were tested on different images")
-        folds = any(run.cv_fold is not None for pair in pairs for run in pair)  # each pair its own images
-        return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples, shared_items=not folds)
+        folds = {run.cv_folds for pair in pairs for run in pair} - {None}  # each pair its own images
+        if len(folds) > 1:
+            raise _NoTest(f"the runs were cross-validated with different fold counts ({sorted(folds)})")
+        fraction = 1.0 / (folds.pop() - 1) if folds else None  # a fold's n_test/n_train: 1/(K-1)
+        return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples,
+                                             shared_items=fraction is None, test_fraction=fraction)
     streams = _references(pairs[0][0], references)
     # the same sentences and references, whichever config named them (an evaluation of a model
     # trained on other data scored on this split compares item by item)
@@ -683,7 +694,8 @@ def comparison_text(test: significance.Comparison | str | None, fraction: bool =
         return f"n/a ({test})"
     digits = 4 if fraction else 2
     seeds = f"{test.pairs} {test.pair_unit}{'s' if test.pairs > 1 else ''}"
-    return f"{test.delta:+.{digits}f}, p={test.p_value:.3f}, {seeds}: {significance.verdict(test)}"
+    across = "" if test.cv_p_value is None else f", corrected t p={test.cv_p_value:.3f}"
+    return f"{test.delta:+.{digits}f}, p={test.p_value:.3f}{across}, {seeds}: {significance.verdict(test)}"
 
 
 # ----------------------------------------------------------------------------- tables
@@ -728,6 +740,7 @@ def records(
             record["vs_best_delta"] = test.delta if ok else "n/a"
             record["vs_best_p"] = test.p_value if ok else "n/a"
             record["vs_best_seed_pairs"] = test.pairs if ok else "n/a"
+            record["vs_best_cv_p"] = _na(test.cv_p_value) if ok else "n/a"
             record["vs_best"] = significance.verdict(test) if ok else ("best" if test is None else f"n/a ({test})")
         record["num_params"] = row.num_params_text(sep="")
         record["train_seconds_mean"] = _na(row.train_seconds.mean)
@@ -760,7 +773,8 @@ def markdown(
         "Metrics: mean ± sample standard deviation over seeds (n/a for one seed). "
         "*vs best*: the difference to the task's best variant on the first metric, paired bootstrap "
         f"over the test items ({significance.N_SAMPLES} resamples, seeds paired by seed); *significant* needs "
-        f"p < {significance.ALPHA}, {significance.MIN_SEEDS}+ seed pairs and every pair the same way. "
+        f"p < {significance.ALPHA}, {significance.MIN_SEEDS}+ seed pairs and every pair the same way "
+        "(cross-validation folds: also p < 0.05 in the corrected resampled t-test over the folds, Nadeau & Bengio 2003). "
         "*attention*: normalised entropy / mean largest weight / rows peaking on the sink, of the test set: "
         "for translation the decoding's steps on the source `</s>` (a Transformer's last layer, mean of heads), "
         "for vision the patch rows of every layer and head on the CLS key (no share without CLS); "

@@ -18,7 +18,15 @@ beside it (mean +- std) and :func:`verdict` asks, besides p < alpha, that at lea
 Cross-validation (``shared_items=False``): pair k is fold k of both variants, each fold with its own
 validation items, so each pair's items are drawn on their own (pair k with ``seed + k``) and the
 statistic is the same mean over pairs. Folds share most of their training images, so their pairs
-are less independent than seeds.
+are less independent than seeds, and a bootstrap over the items alone overstates the evidence.
+Given the folds' test-to-training ratio, each such comparison also carries the **corrected
+resampled t-test** of Nadeau & Bengio (2003; Bouckaert & Frank 2004 for repeated folds) on the
+pairs' differences d_1..d_J:
+
+    t = mean(d) / sqrt((1/J + n_test/n_train) * var(d)),   J - 1 degrees of freedom
+
+whose n_test/n_train term accounts for the training sets' overlap. :func:`verdict` then asks that
+both p-values be below alpha.
 
 With one pair and the default settings the p-value equals ``sacrebleu``'s ``PairedTest(...,
 test_type="bs")`` for the same pair (tested): :func:`paired_bootstrap_reference` is that slow path.
@@ -26,6 +34,7 @@ test_type="bs")`` for the same pair (tested): :func:`paired_bootstrap_reference`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -49,6 +58,7 @@ class Comparison:
     pair_deltas: list[float]
     n_items: int  # test items resampled (summed over the pairs when each pair has its own)
     pair_unit: str = "seed"  # what a pair is: "seed", or "fold" under cross-validation
+    cv_p_value: float | None = None  # folds: the corrected resampled t-test's p (None: not computed)
 
     @property
     def pairs(self) -> int:
@@ -61,15 +71,63 @@ class Comparison:
 
 
 def verdict(c: Comparison, alpha: float = ALPHA, min_seeds: int = MIN_SEEDS) -> str:
-    """``"significant"``, or why not: ``"n.s."`` (p >= alpha), ``"seeds disagree"``,
+    """``"significant"``, or why not: ``"n.s."`` (p >= alpha), ``"n.s. across folds"`` (the
+    corrected resampled t-test's p >= alpha), ``"seeds disagree"`` or ``"folds disagree"``,
     ``"too few seeds"`` (p < alpha with fewer than ``min_seeds`` pairs)."""
     if c.p_value >= alpha:
         return "n.s."
+    if c.cv_p_value is not None and c.cv_p_value >= alpha:
+        return "n.s. across folds"
     if not c.same_sign:
-        return "seeds disagree"
+        return f"{c.pair_unit}s disagree"
     if c.pairs < min_seeds:
         return "too few seeds"
     return "significant"
+
+
+def student_t_two_sided(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` (integer) degrees of freedom: Abramowitz & Stegun
+    (1964) 26.7.3 (odd df) and 26.7.4 (even df), finite sums in theta = atan(|t| / sqrt(df))."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    theta = math.atan(abs(t) / math.sqrt(df))
+    cos2, total = math.cos(theta) ** 2, 0.0
+    if df % 2:  # A = 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...)), df - 3 / 2 terms after 1
+        term = 1.0
+        for k in range(1, (df - 3) // 2 + 2):
+            total += term
+            term *= 2 * k / (2 * k + 1) * cos2
+        inside = 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0))
+    else:  # A = sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...), (df - 2) / 2 terms after 1
+        term = 1.0
+        for k in range(1, (df - 2) // 2 + 2):
+            total += term
+            term *= (2 * k - 1) / (2 * k) * cos2
+        inside = math.sin(theta) * total
+    return min(1.0, max(0.0, 1.0 - inside))
+
+
+def student_t_two_sided_reference(t: float, df: int, steps: int = 20000) -> float:
+    """The slow path: 1 - the integral of Student's t density over [-|t|, |t|] (Simpson's rule)."""
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    xs = np.linspace(0.0, abs(t), steps + 1)
+    density = np.exp(log_norm - (df + 1) / 2 * np.log1p(xs**2 / df))
+    weights = np.ones(steps + 1)
+    weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
+    return float(1.0 - 2.0 * (abs(t) / steps / 3.0) * np.dot(weights, density))
+
+
+def corrected_resampled_t(deltas: Sequence[float], test_fraction: float) -> float:
+    """Two-sided p of the mean of per-fold differences ``deltas`` under the corrected resampled
+    t-test (Nadeau & Bengio 2003): var(mean) = (1/J + n_test/n_train) * var(d), J - 1 degrees of
+    freedom. ``test_fraction`` is n_test/n_train, 1/(K-1) for K-fold cross-validation."""
+    d = np.asarray(deltas, dtype=np.float64)
+    if len(d) < 2:
+        raise ValueError(f"the corrected t-test needs at least 2 folds, got {len(d)}")
+    mean, var = float(d.mean()), float(d.var(ddof=1))
+    if var == 0.0:  # every fold the same difference: no spread to test against
+        return 1.0 if mean == 0.0 else 0.0
+    return student_t_two_sided(mean / math.sqrt((1.0 / len(d) + test_fraction) * var), len(d) - 1)
 
 
 def resample_counts(n_items: int, n_samples: int = N_SAMPLES, seed: int = SEED) -> np.ndarray:
@@ -99,11 +157,13 @@ def paired_bootstrap(
     n_samples: int = N_SAMPLES,
     seed: int = SEED,
     shared_items: bool = True,
+    test_fraction: float | None = None,
 ) -> Comparison:
     """Paired bootstrap of paired runs: ``stats_a[s]`` and ``stats_b[s]`` are (items, k)
     per-item sufficient statistics of pair s; ``score`` maps summed statistics (draws, k) to
     scores (draws,). ``shared_items``: every pair is scored on the same test items (seeds; one
-    draw of items for all pairs), else each pair on its own (cross-validation folds)."""
+    draw of items for all pairs), else each pair on its own (cross-validation folds); then, with
+    ``test_fraction`` (n_test/n_train of a fold) and 2+ pairs, the corrected resampled t-test too."""
     if not stats_a or len(stats_a) != len(stats_b):
         raise ValueError(f"need the same positive number of runs on both sides, got {len(stats_a)} and {len(stats_b)}")
     if any(len(a) != len(b) for a, b in zip(stats_a, stats_b)):
@@ -120,8 +180,11 @@ def paired_bootstrap(
         samples += score(counts @ a) - score(counts @ b)  # (n_samples,)
     delta = float(np.mean(pair_deltas))
     n_items = len(stats_a[0]) if shared_items else sum(len(a) for a in stats_a)
+    cv_p = None
+    if not shared_items and test_fraction is not None and len(pair_deltas) >= 2:
+        cv_p = corrected_resampled_t(pair_deltas, test_fraction)
     return Comparison(delta, p_value(samples / len(stats_a), delta), pair_deltas, n_items,
-                      "seed" if shared_items else "fold")
+                      "seed" if shared_items else "fold", cv_p)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -177,12 +240,13 @@ def compare_translations(
 
 def compare_accuracy(
     correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Sequence[bool]], n_samples: int = N_SAMPLES,
-    seed: int = SEED, shared_items: bool = True,
+    seed: int = SEED, shared_items: bool = True, test_fraction: float | None = None,
 ) -> Comparison:
     """Paired per-image correctness of two variants: seed pairs on one test set, or
-    (``shared_items=False``) cross-validation folds, each pair on its own fold's images."""
+    (``shared_items=False``) cross-validation folds, each pair on its own fold's images
+    (``test_fraction``: n_test/n_train of a fold, for the corrected resampled t-test)."""
     stats_a, stats_b = [accuracy_stats(c) for c in correct_a], [accuracy_stats(c) for c in correct_b]
-    return paired_bootstrap(stats_a, stats_b, accuracy_score, n_samples, seed, shared_items)
+    return paired_bootstrap(stats_a, stats_b, accuracy_score, n_samples, seed, shared_items, test_fraction)
 
 
 def paired_bootstrap_reference(
@@ -212,5 +276,6 @@ def paired_bootstrap_reference(
 
 __all__ = [
     "ALPHA", "MIN_SEEDS", "N_SAMPLES", "SEED", "Comparison", "compare_accuracy", "compare_translations",
-    "paired_bootstrap", "paired_bootstrap_reference", "p_value", "resample_counts", "verdict",
+    "corrected_resampled_t", "paired_bootstrap", "paired_bootstrap_reference", "p_value", "resample_counts",
+    "student_t_two_sided", "student_t_two_sided_reference", "verdict",
 ]

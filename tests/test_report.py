@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from attnlab import report
+from attnlab import significance as sig
 from attnlab.errors import UserError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -501,4 +502,6 @@ def test_cross_validation_folds_are_one_variant_paired_fold_by_fold(tmp_path: Pa
     assert [(a.path.name, b.path.name) for a, b in pairs] == [(f"cls-fold{k}", f"mean-fold{k}") for k in range(3)]
     test = report.compare_to_best(list(rows.values()))[("vision", "model.pool=cls")]
     assert test.pairs == 3 and test.delta == pytest.approx(-0.1, abs=0.002) and test.n_items == 299
+    assert test.cv_p_value == pytest.approx(sig.corrected_resampled_t(test.pair_deltas, 1 / 2))  # 3 folds: 1/(K-1)
+    assert ", corrected t p=" in report.comparison_text(test, fraction=True)
     assert ", 3 folds: " in report.comparison_text(test, fraction=True)

@@ -100,3 +100,40 @@ def test_cross_validation_folds_are_resampled_each_on_its_own_images() -> None:
         counts = sig.resample_counts(len(x), 200, sig.SEED + k)  # (200, items)
         samples += (counts @ x - counts @ y) / counts.sum(1)
     assert c.p_value == pytest.approx(sig.p_value(samples / 3, c.delta))
+
+
+@pytest.mark.parametrize("df", range(1, 13))
+@pytest.mark.parametrize("t", [0.0, 0.3, 1.0, 2.2, 4.5, -3.0])
+def test_student_t_closed_form_equals_the_integrated_density(t, df) -> None:
+    assert sig.student_t_two_sided(t, df) == pytest.approx(sig.student_t_two_sided_reference(t, df), abs=1e-7)
+
+
+@pytest.mark.parametrize("t, df", [(12.706, 1), (4.303, 2), (2.776, 4), (2.262, 9), (2.086, 20)])
+def test_student_t_gives_the_textbook_five_percent_critical_values(t, df) -> None:
+    assert sig.student_t_two_sided(t, df) == pytest.approx(0.05, abs=2e-4)
+
+
+def test_corrected_resampled_t_widens_the_plain_paired_t_by_the_training_overlap() -> None:
+    deltas = [-0.69, 0.0, 1.39, 3.14, 1.05]  # five folds' differences, points
+    mean, sd, j = np.mean(deltas), np.std(deltas, ddof=1), len(deltas)
+    plain = sig.corrected_resampled_t(deltas, test_fraction=0.0)  # 1/J only: the ordinary paired t
+    assert plain == pytest.approx(sig.student_t_two_sided(mean / (sd / np.sqrt(j)), j - 1))
+    corrected = sig.corrected_resampled_t(deltas, test_fraction=1 / 4)  # 5 folds: n_test/n_train = 1/4
+    assert corrected == pytest.approx(sig.student_t_two_sided(mean / (sd * np.sqrt(1 / j + 1 / 4)), j - 1))
+    assert plain < 0.25 < corrected  # the overlap of the folds' training sets weakens the evidence
+    assert sig.corrected_resampled_t([0.5, 0.5, 0.5], 0.25) == 0.0 and sig.corrected_resampled_t([0.0, 0.0], 0.25) == 1.0
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        sig.corrected_resampled_t([1.0], 0.25)
+
+
+def test_fold_comparisons_carry_the_corrected_t_and_need_it_below_alpha() -> None:
+    rng = np.random.default_rng(2)
+    truths = [rng.random(n) for n in (120, 119, 118)]
+    a, b = [t > 0.05 for t in truths], [t > 0.2 for t in truths]
+    c = sig.compare_accuracy(a, b, n_samples=200, shared_items=False, test_fraction=0.5)
+    assert c.cv_p_value == pytest.approx(sig.corrected_resampled_t(c.pair_deltas, 0.5))
+    assert sig.compare_accuracy(a, b, n_samples=200, shared_items=False).cv_p_value is None
+    folds = dict(pair_unit="fold")
+    assert sig.verdict(sig.Comparison(1.0, 0.01, [0.5, 1.0, 1.5], 300, cv_p_value=0.2, **folds)) == "n.s. across folds"
+    assert sig.verdict(sig.Comparison(1.0, 0.01, [-0.1, 1.0, 2.1], 300, cv_p_value=0.01, **folds)) == "folds disagree"
+    assert sig.verdict(sig.Comparison(1.0, 0.01, [0.9, 1.0, 1.1], 300, cv_p_value=0.01, **folds)) == "significant"
