@@ -26,8 +26,8 @@ seeds paired by seed number (and by fold under cross-validation, ``data.cv_folds
 from each run's ``hypotheses.txt`` against the references of the test split the run used,
 accuracy from ``test_predictions.csv``). A difference is called
 *significant* only with p < 0.05, at least three seed pairs, and every pair pointing the same way;
-folds of a cross-validation also need p < 0.05 in the corrected resampled t-test over the folds
-(Nadeau & Bengio 2003), since their training sets overlap.
+folds of a cross-validation, compared on validation, also need p < 0.05 in the corrected resampled
+t-test over the folds (Nadeau & Bengio 2003), since their training sets overlap.
 
 Outputs (in DIR, or ``--out``): ``report.md``, ``report.csv``, ``metric_by_variant.png`` (bars with
 error bars) and ``learning_curves.png`` (validation metric against step, mean over seeds); for the
@@ -85,6 +85,8 @@ PREDICTIONS = {
     "valid_accuracy": "valid_predictions.csv",  # the tested weights on validation
     "best_valid_accuracy": "valid_predictions.csv",  # the same weights unless the run averaged checkpoints
 }
+# scored on each run's own validation images: under cross-validation, each fold's (test is shared)
+VALID_PREDICTIONS = {"valid_accuracy", "best_valid_accuracy"}
 # Config keys that do not define a variant: runs that differ only in these are seeds of one variant.
 # trainer.max_minutes is a safety cap that never shapes the schedule (a run it stopped is flagged
 # by warnings_for); checkpoint: an evaluation's config says what it scored.
@@ -625,12 +627,11 @@ def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) ->
         a, b = zip(*((_correct(x, PREDICTIONS[metric]), _correct(y, PREDICTIONS[metric])) for x, y in pairs))
         if any(len(x) != len(y) or x[1] != y[1] for x, y in zip(a, b)):
             raise _NoTest("the runs were tested on different images")
-        folds = {run.cv_folds for pair in pairs for run in pair} - {None}  # each pair its own images
-        if len(folds) > 1:
-            raise _NoTest(f"the runs were cross-validated with different fold counts ({sorted(folds)})")
-        fraction = 1.0 / (folds.pop() - 1) if folds else None  # a fold's n_test/n_train: 1/(K-1)
-        return significance.compare_accuracy([x[0] for x in a], [y[0] for y in b], n_samples,
-                                             shared_items=fraction is None, test_fraction=fraction)
+        fraction = _fold_fraction(pairs, [len(x[0]) for x in a]) if metric in VALID_PREDICTIONS else None
+        return significance.compare_accuracy(
+            [x[0] for x in a], [y[0] for y in b], n_samples, shared_items=fraction is None, test_fraction=fraction,
+            folds=[x.cv_fold for x, _ in pairs] if fraction is not None else None,
+        )
     streams = _references(pairs[0][0], references)
     # the same sentences and references, whichever config named them (an evaluation of a model
     # trained on other data scored on this split compares item by item)
@@ -638,6 +639,21 @@ def _compare(row: Row, best: Row, references: dict[str, Any], n_samples: int) ->
         raise _NoTest("the runs were tested on different test splits")
     hyps = [(_hypotheses(x, len(streams[0])), _hypotheses(y, len(streams[0]))) for x, y in pairs]
     return significance.compare_translations([h for h, _ in hyps], [h for _, h in hyps], streams, metric, n_samples)
+
+
+def _fold_fraction(pairs: Sequence[tuple[Run, Run]], n_valid: Sequence[int]) -> Optional[float]:
+    """A fold's n_valid/n_train when the pairs are cross-validation folds (each pair validated on
+    its own images), for the corrected resampled t-test; None when they are not. Runs that do not
+    record their training images (older runs) count 1/(K-1)."""
+    folds = {run.cv_folds for pair in pairs for run in pair}
+    if folds == {None}:
+        return None
+    if len(folds) > 1:
+        raise _NoTest(f"the runs were cross-validated with different fold counts ({', '.join(map(str, folds))})")
+    k = int(folds.pop())
+    ratios = [n / float(x.results["num_train_images"]) if x.results.get("num_train_images") else 1.0 / (k - 1)
+              for (x, _), n in zip(pairs, n_valid)]
+    return statistics.mean(ratios)
 
 
 def _correct(run: Run, name: str) -> tuple[list[bool], list[int]]:
@@ -774,7 +790,8 @@ def markdown(
         "*vs best*: the difference to the task's best variant on the first metric, paired bootstrap "
         f"over the test items ({significance.N_SAMPLES} resamples, seeds paired by seed); *significant* needs "
         f"p < {significance.ALPHA}, {significance.MIN_SEEDS}+ seed pairs and every pair the same way "
-        "(cross-validation folds: also p < 0.05 in the corrected resampled t-test over the folds, Nadeau & Bengio 2003). "
+        f"(cross-validation folds on validation: also p < {significance.ALPHA} in the corrected resampled t-test "
+        "over the folds, Nadeau & Bengio 2003). "
         "*attention*: normalised entropy / mean largest weight / rows peaking on the sink, of the test set: "
         "for translation the decoding's steps on the source `</s>` (a Transformer's last layer, mean of heads), "
         "for vision the patch rows of every layer and head on the CLS key (no share without CLS); "

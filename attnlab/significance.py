@@ -26,7 +26,8 @@ pairs' differences d_1..d_J:
     t = mean(d) / sqrt((1/J + n_test/n_train) * var(d)),   J - 1 degrees of freedom
 
 whose n_test/n_train term accounts for the training sets' overlap. :func:`verdict` then asks that
-both p-values be below alpha.
+both p-values be below alpha. attnlab's folds are one fixed partition (``data.cv_folds``), so the
+runs of several seeds on one fold are averaged first: J is the number of folds, not of runs.
 
 With one pair and the default settings the p-value equals ``sacrebleu``'s ``PairedTest(...,
 test_type="bs")`` for the same pair (tested): :func:`paired_bootstrap_reference` is that slow path.
@@ -90,9 +91,11 @@ def student_t_two_sided(t: float, df: int) -> float:
     (1964) 26.7.3 (odd df) and 26.7.4 (even df), finite sums in theta = atan(|t| / sqrt(df))."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if math.isnan(t):
+        return 1.0  # no statistic, no evidence
     theta = math.atan(abs(t) / math.sqrt(df))
     cos2, total = math.cos(theta) ** 2, 0.0
-    if df % 2:  # A = 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...)), df - 3 / 2 terms after 1
+    if df % 2:  # A = 2/pi (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ...)), (df - 3) / 2 terms after 1
         term = 1.0
         for k in range(1, (df - 3) // 2 + 2):
             total += term
@@ -119,14 +122,16 @@ def student_t_two_sided_reference(t: float, df: int, steps: int = 20000) -> floa
 
 def corrected_resampled_t(deltas: Sequence[float], test_fraction: float) -> float:
     """Two-sided p of the mean of per-fold differences ``deltas`` under the corrected resampled
-    t-test (Nadeau & Bengio 2003): var(mean) = (1/J + n_test/n_train) * var(d), J - 1 degrees of
-    freedom. ``test_fraction`` is n_test/n_train, 1/(K-1) for K-fold cross-validation."""
+    t-test (Nadeau & Bengio 2003, sec. 5, the "corrected resampled t" statistic): var(mean) =
+    (1/J + n_test/n_train) * var(d), J - 1 degrees of freedom. ``test_fraction`` is
+    n_test/n_train, about 1/(K-1) for K-fold cross-validation. Differences without spread cannot
+    be tested (p = 1): identical folds say nothing about another partition."""
     d = np.asarray(deltas, dtype=np.float64)
     if len(d) < 2:
         raise ValueError(f"the corrected t-test needs at least 2 folds, got {len(d)}")
     mean, var = float(d.mean()), float(d.var(ddof=1))
-    if var == 0.0:  # every fold the same difference: no spread to test against
-        return 1.0 if mean == 0.0 else 0.0
+    if not var > 0.0:
+        return 1.0
     return student_t_two_sided(mean / math.sqrt((1.0 / len(d) + test_fraction) * var), len(d) - 1)
 
 
@@ -158,12 +163,14 @@ def paired_bootstrap(
     seed: int = SEED,
     shared_items: bool = True,
     test_fraction: float | None = None,
+    folds: Sequence[int] | None = None,
 ) -> Comparison:
     """Paired bootstrap of paired runs: ``stats_a[s]`` and ``stats_b[s]`` are (items, k)
     per-item sufficient statistics of pair s; ``score`` maps summed statistics (draws, k) to
     scores (draws,). ``shared_items``: every pair is scored on the same test items (seeds; one
     draw of items for all pairs), else each pair on its own (cross-validation folds); then, with
-    ``test_fraction`` (n_test/n_train of a fold) and 2+ pairs, the corrected resampled t-test too."""
+    ``test_fraction`` (n_test/n_train of a fold) and 2+ folds, the corrected resampled t-test too,
+    on the pairs' differences averaged per fold (``folds``: each pair's fold; None: one per pair)."""
     if not stats_a or len(stats_a) != len(stats_b):
         raise ValueError(f"need the same positive number of runs on both sides, got {len(stats_a)} and {len(stats_b)}")
     if any(len(a) != len(b) for a, b in zip(stats_a, stats_b)):
@@ -181,8 +188,11 @@ def paired_bootstrap(
     delta = float(np.mean(pair_deltas))
     n_items = len(stats_a[0]) if shared_items else sum(len(a) for a in stats_a)
     cv_p = None
-    if not shared_items and test_fraction is not None and len(pair_deltas) >= 2:
-        cv_p = corrected_resampled_t(pair_deltas, test_fraction)
+    if not shared_items and test_fraction is not None:
+        fold_of = list(folds) if folds is not None else list(range(len(pair_deltas)))
+        by_fold = [float(np.mean([d for d, f in zip(pair_deltas, fold_of) if f == k])) for k in dict.fromkeys(fold_of)]
+        if len(by_fold) >= 2:
+            cv_p = corrected_resampled_t(by_fold, test_fraction)
     return Comparison(delta, p_value(samples / len(stats_a), delta), pair_deltas, n_items,
                       "seed" if shared_items else "fold", cv_p)
 
@@ -241,12 +251,13 @@ def compare_translations(
 def compare_accuracy(
     correct_a: Sequence[Sequence[bool]], correct_b: Sequence[Sequence[bool]], n_samples: int = N_SAMPLES,
     seed: int = SEED, shared_items: bool = True, test_fraction: float | None = None,
+    folds: Sequence[int] | None = None,
 ) -> Comparison:
     """Paired per-image correctness of two variants: seed pairs on one test set, or
     (``shared_items=False``) cross-validation folds, each pair on its own fold's images
-    (``test_fraction``: n_test/n_train of a fold, for the corrected resampled t-test)."""
+    (``test_fraction``, ``folds``: for the corrected resampled t-test, :func:`paired_bootstrap`)."""
     stats_a, stats_b = [accuracy_stats(c) for c in correct_a], [accuracy_stats(c) for c in correct_b]
-    return paired_bootstrap(stats_a, stats_b, accuracy_score, n_samples, seed, shared_items, test_fraction)
+    return paired_bootstrap(stats_a, stats_b, accuracy_score, n_samples, seed, shared_items, test_fraction, folds)
 
 
 def paired_bootstrap_reference(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pytest
 import yaml
 
@@ -480,28 +481,74 @@ def test_the_time_cap_is_not_a_variant_but_a_run_it_stopped_is_flagged(tmp_path:
         "budget; rerun it with trainer.max_minutes=0"]
 
 
-def test_cross_validation_folds_are_one_variant_paired_fold_by_fold(tmp_path: Path) -> None:
-    # 3 folds of seed 0 per variant, each fold validating on its own images (data.cv_fold)
+def predictions_csv(path: Path, correct: list[bool], shift: int) -> None:
+    lines = ["index,label,predicted,probability"]
+    lines += [f"{i},{(i + shift) % 10},{(i + shift) % 10 if ok else (i + shift + 1) % 10},0.9" for i, ok in enumerate(correct)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def make_fold_runs(root: Path, folds: int = 3, seeds=(0,), num_train: Optional[int] = None) -> None:
+    """Two variants (mean, cls pooling), each run validating on its own fold's images (data.cv_fold)
+    and tested on one shared test set; cls errs on every 5th image, mean on every 10th."""
     for pool, wrong_every in (("mean", 10), ("cls", 5)):
-        for fold in range(3):
-            overrides = ["task=vision", f"model.pool={pool}", "seed=0", "data.cv_folds=3", f"data.cv_fold={fold}"]
-            config = {"task": {"name": "vision"}, "model": {"name": "vit", "pool": pool}, "seed": 0,
-                      "data": {"name": "digits", "cv_folds": 3, "cv_fold": fold}}
-            n = 100 - fold // 2  # folds of unequal sizes, as 1438 images in 5 folds are
-            correct = [i % wrong_every != 0 for i in range(n)]
-            results = {"task": "vision", "model": "vit", "seed": 0, "valid_accuracy": sum(correct) / n}
-            folder = make_run(tmp_path / f"{pool}-fold{fold}", overrides, results, config=config)
-            lines = ["index,label,predicted,probability"]
-            lines += [f"{i},{(i + fold) % 10},{(i + fold) % 10 if ok else (i + fold + 1) % 10},0.9" for i, ok in enumerate(correct)]
-            (folder / "valid_predictions.csv").write_text("\n".join(lines) + "\n")
+        for seed in seeds:
+            for fold in range(folds):
+                overrides = ["task=vision", f"model.pool={pool}", f"seed={seed}", f"data.cv_folds={folds}",
+                             f"data.cv_fold={fold}"]
+                config = {"task": {"name": "vision"}, "model": {"name": "vit", "pool": pool}, "seed": seed,
+                          "data": {"name": "digits", "cv_folds": folds, "cv_fold": fold}}
+                n = 100 - fold // 2  # folds of unequal sizes, as 1438 images in 5 folds are
+                correct = [(i + seed) % wrong_every != 0 for i in range(n)]
+                results = {"task": "vision", "model": "vit", "seed": seed, "valid_accuracy": sum(correct) / n,
+                           "accuracy": 1 - 1 / wrong_every}
+                if num_train:
+                    results["num_train_images"] = num_train
+                folder = make_run(root / f"{pool}-s{seed}-fold{fold}", overrides, results, config=config)
+                predictions_csv(folder / "valid_predictions.csv", correct, fold)
+                predictions_csv(folder / "test_predictions.csv", [(i + seed + fold) % wrong_every != 0 for i in range(50)], 0)
+
+
+def test_cross_validation_folds_are_one_variant_paired_fold_by_fold(tmp_path: Path) -> None:
+    make_fold_runs(tmp_path)
     rows = by_variant(report.summarize(report.load_runs(tmp_path), "valid_accuracy"))
     assert set(rows) == {"model.pool=mean", "model.pool=cls"}  # the fold is not a variant
     assert rows["model.pool=cls"].seeds == ["0/fold0", "0/fold1", "0/fold2"]
     assert not report.warnings_for(list(rows.values()))  # three folds of one seed are not repeated seeds
     pairs = report.paired_runs(rows["model.pool=cls"].complete_runs, rows["model.pool=mean"].complete_runs)
-    assert [(a.path.name, b.path.name) for a, b in pairs] == [(f"cls-fold{k}", f"mean-fold{k}") for k in range(3)]
+    assert [(a.path.name, b.path.name) for a, b in pairs] == [(f"cls-s0-fold{k}", f"mean-s0-fold{k}") for k in range(3)]
     test = report.compare_to_best(list(rows.values()))[("vision", "model.pool=cls")]
     assert test.pairs == 3 and test.delta == pytest.approx(-0.1, abs=0.002) and test.n_items == 299
     assert test.cv_p_value == pytest.approx(sig.corrected_resampled_t(test.pair_deltas, 1 / 2))  # 3 folds: 1/(K-1)
     assert ", corrected t p=" in report.comparison_text(test, fraction=True)
     assert ", 3 folds: " in report.comparison_text(test, fraction=True)
+
+
+def test_fold_runs_on_the_shared_test_set_are_paired_on_its_images(tmp_path: Path) -> None:
+    make_fold_runs(tmp_path)
+    rows = list(report.summarize(report.load_runs(tmp_path), "accuracy"))
+    test = report.compare_to_best(rows)[("vision", "model.pool=cls")]
+    assert test.n_items == 50 and test.cv_p_value is None  # one draw of the 50 test images for every pair
+
+
+def test_repeated_folds_are_averaged_per_fold_and_the_recorded_training_size_is_used(tmp_path: Path) -> None:
+    make_fold_runs(tmp_path, seeds=(0, 1), num_train=400)
+    rows = list(report.summarize(report.load_runs(tmp_path), "valid_accuracy"))
+    test = report.compare_to_best(rows)[("vision", "model.pool=cls")]
+    assert test.pairs == 6
+    by_fold = {}
+    for delta, name in zip(test.pair_deltas, ["0/fold0", "0/fold1", "0/fold2", "1/fold0", "1/fold1", "1/fold2"]):
+        by_fold.setdefault(name[-1], []).append(delta)
+    means = [float(np.mean(v)) for v in by_fold.values()]
+    fraction = np.mean([100 / 400, 100 / 400, 99 / 400, 100 / 400, 100 / 400, 99 / 400])  # each fold's n_valid / n_train
+    assert test.cv_p_value == pytest.approx(sig.corrected_resampled_t(means, fraction))
+
+
+def test_runs_with_different_fold_counts_are_not_compared(tmp_path: Path) -> None:
+    make_fold_runs(tmp_path / "three")
+    make_fold_runs(tmp_path / "four", folds=4)
+    for run in (tmp_path / "four").iterdir():  # the same variants, the same fold numbers 0-2, another K
+        if run.name.startswith("cls") and not run.name.endswith("fold3"):
+            run.rename(tmp_path / "three" / ("k4-" + run.name))
+    rows = by_variant(report.summarize(report.load_runs(tmp_path / "three"), "valid_accuracy"))
+    tests = report.compare_to_best(list(rows.values()))
+    assert any("different fold counts" in str(t) for t in tests.values())

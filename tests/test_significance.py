@@ -121,7 +121,9 @@ def test_corrected_resampled_t_widens_the_plain_paired_t_by_the_training_overlap
     corrected = sig.corrected_resampled_t(deltas, test_fraction=1 / 4)  # 5 folds: n_test/n_train = 1/4
     assert corrected == pytest.approx(sig.student_t_two_sided(mean / (sd * np.sqrt(1 / j + 1 / 4)), j - 1))
     assert plain < 0.25 < corrected  # the overlap of the folds' training sets weakens the evidence
-    assert sig.corrected_resampled_t([0.5, 0.5, 0.5], 0.25) == 0.0 and sig.corrected_resampled_t([0.0, 0.0], 0.25) == 1.0
+    # no spread, no test: identical folds say nothing about another partition
+    assert sig.corrected_resampled_t([0.5, 0.5, 0.5], 0.25) == 1.0 and sig.corrected_resampled_t([0.0, 0.0], 0.25) == 1.0
+    assert sig.student_t_two_sided(float("nan"), 4) == 1.0
     with pytest.raises(ValueError, match="at least 2 folds"):
         sig.corrected_resampled_t([1.0], 0.25)
 
@@ -133,6 +135,10 @@ def test_fold_comparisons_carry_the_corrected_t_and_need_it_below_alpha() -> Non
     c = sig.compare_accuracy(a, b, n_samples=200, shared_items=False, test_fraction=0.5)
     assert c.cv_p_value == pytest.approx(sig.corrected_resampled_t(c.pair_deltas, 0.5))
     assert sig.compare_accuracy(a, b, n_samples=200, shared_items=False).cv_p_value is None
+    # two seeds on each of 3 folds of one partition: the t-test sees the 3 folds' mean differences
+    twice = sig.compare_accuracy(a + a[::-1], b + b[::-1], n_samples=200, shared_items=False, test_fraction=0.5,
+                                 folds=[0, 1, 2, 2, 1, 0])
+    assert twice.pairs == 6 and twice.cv_p_value == pytest.approx(c.cv_p_value)
     folds = dict(pair_unit="fold")
     assert sig.verdict(sig.Comparison(1.0, 0.01, [0.5, 1.0, 1.5], 300, cv_p_value=0.2, **folds)) == "n.s. across folds"
     assert sig.verdict(sig.Comparison(1.0, 0.01, [-0.1, 1.0, 2.1], 300, cv_p_value=0.01, **folds)) == "folds disagree"

@@ -49,6 +49,14 @@ def check_patch_fits(sizes: Tensor, patch: int) -> None:
         )
 
 
+def full_sizes(images: Tensor, sizes: Tensor | None) -> Tensor:
+    """Each image's (H, W) as (B, 2) on the images' device: ``sizes``, or the batch's size for all."""
+    if sizes is None:
+        b, _, height, width = images.shape
+        return torch.tensor([height, width], device=images.device).repeat(b, 1)  # (B, 2)
+    return sizes.to(images.device)
+
+
 def check_channels(got: int, expected: int) -> None:
     """UserError when the images have another number of channels than the model was built for."""
     if got != expected:
@@ -152,11 +160,8 @@ class PatchEmbedding(nn.Module):
 
         Returns the patch embeddings (B, N, D) and their :class:`PatchLayout`.
         """
-        b, c, height, width = images.shape
-        check_channels(c, self.channels)
-        if sizes is None:
-            sizes = torch.tensor([height, width], device=images.device).repeat(b, 1)  # (B, 2)
-        sizes = sizes.to(images.device)
+        check_channels(images.shape[1], self.channels)
+        sizes = full_sizes(images, sizes)
         check_patch_fits(sizes, self.patch)
         x, grid = patchify(zero_outside(images, sizes), self.patch)  # (B, N, P*P*C)
         return self.proj(x), patch_layout(sizes, grid, self.patch)  # (B, N, D)

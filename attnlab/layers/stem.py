@@ -24,11 +24,10 @@ the same features alone or at the top-left of a larger padded batch.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from attnlab.errors import UserError
-from attnlab.layers.patch import check_channels, zero_outside
+from attnlab.layers.patch import check_channels, full_sizes, zero_outside
 
 
 class ConvStem(nn.Module):
@@ -53,11 +52,9 @@ class ConvStem(nn.Module):
 
     def forward(self, images: Tensor, sizes: Tensor | None = None) -> Tensor:
         """images (B, C, H, W), sizes (B, 2) each image's (H, W) (None: all full size) -> (B, channels, H, W)."""
-        b, c, height, width = images.shape
-        check_channels(c, self.in_channels)
-        if sizes is None:
-            sizes = torch.tensor([height, width], device=images.device).repeat(b, 1)  # (B, 2)
+        check_channels(images.shape[1], self.in_channels)
+        sizes = full_sizes(images, sizes)
         x = images
         for conv in self.convs:
-            x = nn.functional.gelu(conv(zero_outside(x, sizes.to(x.device))))  # (B, channels, H, W)
+            x = nn.functional.gelu(conv(zero_outside(x, sizes)))  # (B, channels, H, W)
         return x

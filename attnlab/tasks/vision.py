@@ -354,6 +354,7 @@ def train(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any
         steps=state.step,
         stop_reason=state.stop_reason,
         train_seconds=round(state.elapsed, 2),
+        num_train_images=len(data.train),  # with the validation images: a fold's test-to-training ratio
     )
     if int(cfg.data.cv_folds) > 1:  # validated on one fold: what the report pairs such runs by
         results.update(cv_folds=int(cfg.data.cv_folds), cv_fold=int(cfg.data.cv_fold))
