@@ -11,7 +11,11 @@ reports the median images/s of the rounds and the ratio to the torch reference.
 
 Rows: ``attnlab (fused)`` is what training runs (torch's scaled_dot_product_attention inside the
 shared attention core); ``attnlab (math)`` is the readable path that returns the weights
-(``attention.fused=false``); ``torch TransformerEncoder`` is the reference.
+(``attention.fused=false``); ``torch TransformerEncoder`` is the reference. ``--stem-layers 1 2``
+adds the fused model with a convolutional stem of that many layers (``model.stem_layers``), to
+price the stem against the same reference:
+
+    python bench/bench_vit.py --quick --threads 1 --mlp-ratio 4 --stem-layers 1 2
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="training steps per round and model")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--stem-layers", type=int, nargs="*", default=[], help="also the fused model with these stems")
     p.add_argument("--quick", action="store_true", help="fewer steps and rounds (about a minute)")
     args = p.parse_args()
     if args.quick:
@@ -94,6 +99,9 @@ def main() -> None:
     for name, fused in (("attnlab (fused)", True), ("attnlab (math)", False)):
         vit = ViT(image_size=(args.image, args.image), posenc="learned", attention=AttentionConfig(fused=fused), **dims)
         models[name] = (vit, vit)
+    for layers in args.stem_layers:
+        vit = ViT(image_size=(args.image, args.image), posenc="learned", stem_layers=layers, **dims)
+        models[f"attnlab (fused), stem of {layers} conv layer{'s' if layers > 1 else ''}"] = (vit, vit)
     ref = TorchViT(num_classes=10, channels=args.channels, image=args.image, patch=args.patch, dim=args.dim,
                    depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio)
     models["torch TransformerEncoder"] = (ref, ref)
