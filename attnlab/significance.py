@@ -20,7 +20,7 @@ validation items, so each pair's items are drawn on their own (pair k with ``see
 statistic is the same mean over pairs. Folds share most of their training images, so their pairs
 are less independent than seeds, and a bootstrap over the items alone overstates the evidence.
 Given the folds' test-to-training ratio, each such comparison also carries the **corrected
-resampled t-test** of Nadeau & Bengio (2003; Bouckaert & Frank 2004 for repeated folds) on the
+resampled t-test** of Nadeau & Bengio (2003, "Inference for the generalization error") on the
 pairs' differences d_1..d_J:
 
     t = mean(d) / sqrt((1/J + n_test/n_train) * var(d)),   J - 1 degrees of freedom
@@ -122,7 +122,7 @@ def student_t_two_sided_reference(t: float, df: int, steps: int = 20000) -> floa
 
 def corrected_resampled_t(deltas: Sequence[float], test_fraction: float) -> float:
     """Two-sided p of the mean of per-fold differences ``deltas`` under the corrected resampled
-    t-test (Nadeau & Bengio 2003, sec. 5, the "corrected resampled t" statistic): var(mean) =
+    t-test (Nadeau & Bengio 2003, the "corrected resampled t" statistic): var(mean) =
     (1/J + n_test/n_train) * var(d), J - 1 degrees of freedom. ``test_fraction`` is
     n_test/n_train, about 1/(K-1) for K-fold cross-validation. Differences without spread cannot
     be tested (p = 1): identical folds say nothing about another partition."""
