@@ -20,6 +20,6 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys, one_threa
     exec(compile(match.group(1), "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     accuracy = float(re.search(r"test accuracy (\d\.\d{3})", out).group(1))
-    assert accuracy > 0.25  # 80 steps on 256 images beat chance (0.1) (seen: 0.40)
+    assert accuracy > 0.25  # 80 steps on 256 images beat chance (0.1) (seen: 0.45)
     assert "Prediction(label=" in out and "(1, 2, 17, 17)" in out  # the CLS token and 4x4 patches of 2x2 pixels
     assert (tmp_path / "runs" / "tiny-vit-export" / "model.safetensors").is_file()
