@@ -100,7 +100,7 @@ def student_t_two_sided(t: float, df: int) -> float:
         for k in range(1, (df - 3) // 2 + 2):
             total += term
             term *= 2 * k / (2 * k + 1) * cos2
-        inside = 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0))
+        inside = 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)  # df = 1: no terms, total 0
     else:  # A = sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ...), (df - 2) / 2 terms after 1
         term = 1.0
         for k in range(1, (df - 2) // 2 + 2):
