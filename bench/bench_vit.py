@@ -96,12 +96,13 @@ def main() -> None:
     dims = dict(num_classes=10, channels=args.channels, patch_size=args.patch, dim=args.dim, depth=args.depth,
                 heads=args.heads, mlp_ratio=args.mlp_ratio)
     models: dict[str, tuple[nn.Module, Callable[[Tensor], Tensor]]] = {}
-    for name, fused in (("attnlab (fused)", True), ("attnlab (math)", False)):
-        vit = ViT(image_size=(args.image, args.image), posenc="learned", attention=AttentionConfig(fused=fused), **dims)
+    variants = [("attnlab (fused)", True, 0), ("attnlab (math)", False, 0)] + [
+        (f"attnlab (fused), stem of {n} conv layer{'s' if n > 1 else ''}", True, n) for n in args.stem_layers
+    ]
+    for name, fused, stem_layers in variants:
+        vit = ViT(image_size=(args.image, args.image), posenc="learned", attention=AttentionConfig(fused=fused),
+                  stem_layers=stem_layers, **dims)
         models[name] = (vit, vit)
-    for layers in args.stem_layers:
-        vit = ViT(image_size=(args.image, args.image), posenc="learned", stem_layers=layers, **dims)
-        models[f"attnlab (fused), stem of {layers} conv layer{'s' if layers > 1 else ''}"] = (vit, vit)
     ref = TorchViT(num_classes=10, channels=args.channels, image=args.image, patch=args.patch, dim=args.dim,
                    depth=args.depth, heads=args.heads, mlp_ratio=args.mlp_ratio)
     models["torch TransformerEncoder"] = (ref, ref)
